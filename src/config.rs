@@ -1,0 +1,57 @@
+//! Static configuration that translation needs: which Ingresses are ours and the
+//! process-wide fallbacks. Validated once at start (from flags) and never changed.
+
+/// A `namespace/name` reference given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::str::FromStr for ObjectRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(ObjectRef {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            _ => Err(format!("expected namespace/name, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The controller class sluice claims IngressClasses for by default.
+pub const DEFAULT_CONTROLLER_CLASS: &str = "sluice.dev/ingress-controller";
+
+/// Inputs to translation besides the objects themselves.
+#[derive(Debug, Clone)]
+pub struct TranslateConfig {
+    /// `--ingress-class`: the value of the deprecated `kubernetes.io/ingress.class` annotation we serve.
+    pub ingress_class: String,
+    /// `--controller-class`: IngressClasses whose `spec.controller` equals this are ours.
+    pub controller_class: String,
+    /// `--watch-ingress-without-class`.
+    pub watch_without_class: bool,
+    /// `--default-backend-service`: serves unmatched requests instead of the 404 page.
+    pub default_backend_service: Option<ObjectRef>,
+}
+
+impl Default for TranslateConfig {
+    fn default() -> Self {
+        TranslateConfig {
+            ingress_class: "nginx".into(),
+            controller_class: DEFAULT_CONTROLLER_CLASS.into(),
+            watch_without_class: false,
+            default_backend_service: None,
+        }
+    }
+}

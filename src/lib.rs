@@ -1,0 +1,12 @@
+//! sluice: a Kubernetes Ingress controller and L7 reverse proxy, a drop-in for ingress-nginx.
+//!
+//! Control plane (`source` → `translate`) builds immutable routing tables; the data
+//! plane (`proxy`) reads the current one through the single `ArcSwap` in `routing`.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod proxy;
+pub mod routing;
+pub mod source;
+pub mod translate;

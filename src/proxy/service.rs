@@ -1,0 +1,363 @@
+//! The `ProxyHttp` implementation: route by host and path, pick an endpoint round
+//! robin, forward with ingress-nginx's headers, and answer failures as nginx does
+//! (404 no route, 503 no endpoints, 502 unreachable, 504 upstream timeout).
+//!
+//! Connection failures are retried on another endpoint (ingress-nginx's default
+//! `proxy-next-upstream: error timeout` with 3 tries): only failures to connect, where
+//! nothing was sent, so a retry is always safe.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use tracing::{debug, info};
+
+use super::accesslog::{format_line, AccessEntry};
+use super::errors;
+use super::headers::{self, ForwardedFor};
+use crate::routing::{normalize_path, Endpoints, Match, Route, RoutingTable, SharedTable};
+
+/// Tunables of the data plane that do not come from the table (yet: the ConfigMap
+/// and annotations will set them per route later).
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub send_timeout: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub upstream_keepalive_timeout: Duration,
+    /// Tries per request across endpoints (`proxy-next-upstream-tries`).
+    pub max_tries: usize,
+    /// Client idle keep-alive (`keep-alive`, 75 s in ingress-nginx).
+    pub client_keepalive: Duration,
+    /// Bytes of request headers accepted before answering 400 (nginx: 4 × 8k buffers).
+    pub max_request_header_bytes: usize,
+    pub access_log: bool,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            upstream_keepalive_timeout: Duration::from_secs(60),
+            max_tries: 3,
+            client_keepalive: Duration::from_secs(75),
+            max_request_header_bytes: 32 * 1024,
+            access_log: true,
+        }
+    }
+}
+
+pub struct SluiceProxy {
+    table: Arc<SharedTable>,
+    options: ProxyOptions,
+    scheme: &'static str,
+}
+
+impl SluiceProxy {
+    pub fn new(table: Arc<SharedTable>, options: ProxyOptions) -> SluiceProxy {
+        SluiceProxy {
+            table,
+            options,
+            scheme: "http",
+        }
+    }
+}
+
+/// Per-request state: everything later phases and the access log need.
+pub struct RequestCtx {
+    started: Instant,
+    table: Option<Arc<RoutingTable>>,
+    route: Option<Arc<Route>>,
+    request_id: String,
+    tries: usize,
+    /// Endpoints that failed to connect for this request, skipped on retry.
+    failed: Vec<SocketAddr>,
+    upstream_addr: Option<SocketAddr>,
+    upstream_started: Option<Instant>,
+    upstream_status: Option<u16>,
+    /// Status sluice answered itself (404/503/...), for the access log.
+    own_status: Option<u16>,
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(PingoraAddr::as_inet)
+        .map(|a| a.ip())
+}
+
+fn server_port(session: &Session) -> u16 {
+    session
+        .server_addr()
+        .and_then(PingoraAddr::as_inet)
+        .map_or(0, |a| a.port())
+}
+
+/// The host a request is for: `Host`, else the h2 `:authority`.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+fn header_bytes(req: &RequestHeader) -> usize {
+    req.headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri.to_string().len()
+        + 16
+}
+
+/// Writes a response sluice generates itself, keeping the client connection open.
+async fn respond(session: &mut Session, status: u16, ctx: &mut RequestCtx) -> Result<()> {
+    ctx.own_status = Some(status);
+    let body = errors::html_body(status);
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for SluiceProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            table: None,
+            route: None,
+            request_id: String::new(),
+            tries: 0,
+            failed: Vec::new(),
+            upstream_addr: None,
+            upstream_started: None,
+            upstream_status: None,
+            own_status: None,
+        }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        session.set_keepalive(Some(self.options.client_keepalive.as_secs()));
+        session.set_read_timeout(Some(self.options.read_timeout));
+        session.set_write_timeout(Some(self.options.send_timeout));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let table = self.table.load();
+        let req = session.req_header();
+        ctx.request_id = req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map_or_else(headers::new_request_id, str::to_string);
+        if header_bytes(req) > self.options.max_request_header_bytes {
+            respond(session, 400, ctx).await?;
+            return Ok(true);
+        }
+        let Some(host) = request_host(req) else {
+            respond(session, 400, ctx).await?;
+            return Ok(true);
+        };
+        let path = match normalize_path(req.uri.path()) {
+            Ok(p) => p,
+            Err(_) => {
+                respond(session, 400, ctx).await?;
+                return Ok(true);
+            }
+        };
+        let route = match table.lookup(host, &path) {
+            Match::Rule(r) | Match::Default(r) => r.clone(),
+            Match::NotFound => {
+                ctx.table = Some(table);
+                respond(session, 404, ctx).await?;
+                return Ok(true);
+            }
+        };
+        ctx.table = Some(table);
+        let has_endpoints = route.backend.has_endpoints();
+        ctx.route = Some(route);
+        if !has_endpoints {
+            respond(session, 503, ctx).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        ctx.tries += 1;
+        let addr = match &route.backend.endpoints {
+            Endpoints::Addrs(_) => route.backend.next_addr(&ctx.failed),
+            Endpoints::External { host, port } => {
+                // ExternalName: resolved when connecting, as nginx's resolver would.
+                let found = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(|e| Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e))?
+                    .collect::<Vec<_>>();
+                found
+                    .iter()
+                    .find(|a| !ctx.failed.contains(a))
+                    .or(found.first())
+                    .copied()
+            }
+            Endpoints::Unavailable { .. } => None,
+        };
+        let addr = addr.ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no endpoints"))?;
+        ctx.upstream_addr = Some(addr);
+        ctx.upstream_started = Some(Instant::now());
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(self.options.connect_timeout);
+        o.read_timeout = Some(self.options.read_timeout);
+        o.write_timeout = Some(self.options.send_timeout);
+        o.idle_timeout = Some(self.options.upstream_keepalive_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let host = request_host(session.req_header()).unwrap_or("").to_string();
+        headers::apply(
+            upstream,
+            &ForwardedFor {
+                client_ip: client_ip(session),
+                host: &host,
+                server_port: server_port(session),
+                scheme: self.scheme,
+                request_id: &ctx.request_id,
+            },
+        )
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(addr) = peer.address().as_inet() {
+            ctx.failed.push(*addr);
+        }
+        let others = match ctx.route.as_ref().map(|r| &r.backend.endpoints) {
+            Some(Endpoints::Addrs(a)) => a.iter().any(|x| !ctx.failed.contains(x)),
+            Some(Endpoints::External { .. }) => true,
+            _ => false,
+        };
+        // Nothing reached the upstream yet, so trying another endpoint is safe.
+        if others && ctx.tries < self.options.max_tries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    ErrorType::ReadTimedout => 408,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            ctx.own_status = Some(code);
+            let body = errors::html_body(code);
+            if let Ok(mut resp) = ResponseHeader::build(code, Some(4)) {
+                let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/html");
+                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+                if let Err(err) = session.write_error_response(resp, body).await {
+                    debug!(%err, "could not send error response");
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(e) = e {
+            debug!(error = %e, request_id = %ctx.request_id, "request failed");
+        }
+        if !self.options.access_log {
+            return;
+        }
+        let req = session.req_header();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.own_status)
+            .unwrap_or(0);
+        let hdr = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let request_line = format!("{} {} {:?}", req.method, target, req.version);
+        let remote = client_ip(session).map(|ip| ip.to_string()).unwrap_or_default();
+        let upstream_addr = ctx.upstream_addr.map(|a| a.to_string()).unwrap_or_default();
+        let upstream_name = ctx.route.as_ref().map_or("upstream-default-backend", |r| &r.backend.upstream_name);
+        let entry = AccessEntry {
+            remote_addr: &remote,
+            remote_user: "",
+            request_line: &request_line,
+            status,
+            body_bytes_sent: session.body_bytes_sent(),
+            referer: hdr("referer"),
+            user_agent: hdr("user-agent"),
+            request_length: header_bytes(req) + session.body_bytes_read(),
+            request_time: ctx.started.elapsed().as_secs_f64(),
+            upstream_name,
+            upstream_addr: &upstream_addr,
+            upstream_response_length: ctx.upstream_status.map(|_| session.upstream_body_bytes_received()),
+            upstream_response_time: ctx.upstream_started.map(|t| t.elapsed().as_secs_f64()),
+            upstream_status: ctx.upstream_status,
+            req_id: &ctx.request_id,
+        };
+        info!(target: "access_log", "{}", format_line(&entry, SystemTime::now()));
+    }
+}

@@ -1,0 +1,10 @@
+//! The data-plane view of routing: immutable tables and how requests match them.
+//!
+//! Owns host/path matching and the published table. Must not import `kube` or
+//! `k8s_openapi`: translation converts Kubernetes objects into these types.
+
+pub mod matcher;
+pub mod table;
+
+pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
+pub use table::{Backend, Endpoints, Match, Route, RoutingTable, SharedTable, TableStats};

@@ -1,0 +1,262 @@
+//! The immutable routing table and the one `ArcSwap` that publishes it.
+//!
+//! Owns the data the proxy reads per request: hosts → paths → [`Route`] → [`Backend`]
+//! with its endpoint list, plus the generation number. A table is built whole by
+//! translation and never mutated afterwards (apart from the round-robin cursor, an
+//! atomic); the control plane swaps in a complete new one and the data plane loads
+//! it once per request, so every phase of a request sees one generation.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use super::matcher::{normalize_host, HostIndex, PathKind, PathMatcher};
+
+/// Where a matched request goes and what it is reported as.
+#[derive(Debug)]
+pub struct Route {
+    pub backend: Arc<Backend>,
+    /// `namespace/name` of the Ingress that defined the rule (for logs and metrics).
+    pub ingress_namespace: Box<str>,
+    pub ingress_name: Box<str>,
+    /// The rule's path pattern as written (a bounded metrics label, never the request path).
+    pub path: Box<str>,
+    pub kind: PathKind,
+}
+
+/// A Service port as a proxy target: its identity and its endpoints.
+#[derive(Debug)]
+pub struct Backend {
+    pub namespace: Box<str>,
+    pub service: Box<str>,
+    /// The Service port as the Ingress named it: a number or a name.
+    pub port: Box<str>,
+    /// ingress-nginx's `$proxy_upstream_name`: `namespace-service-port`.
+    pub upstream_name: Box<str>,
+    pub endpoints: Endpoints,
+    cursor: AtomicUsize,
+}
+
+/// The addresses a backend can send to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoints {
+    /// Ready endpoints, de-duplicated and sorted. Empty means 503.
+    Addrs(Vec<SocketAddr>),
+    /// An ExternalName Service: resolved by DNS when connecting.
+    External { host: String, port: u16 },
+    /// No usable endpoint list at all (missing Service, unknown port): 503.
+    Unavailable { reason: String },
+}
+
+impl Backend {
+    pub fn new(
+        namespace: &str,
+        service: &str,
+        port: &str,
+        endpoints: Endpoints,
+    ) -> Backend {
+        Backend {
+            namespace: namespace.into(),
+            service: service.into(),
+            port: port.into(),
+            upstream_name: format!("{namespace}-{service}-{port}").into(),
+            endpoints,
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether any request could be sent (false means the route answers 503).
+    pub fn has_endpoints(&self) -> bool {
+        match &self.endpoints {
+            Endpoints::Addrs(a) => !a.is_empty(),
+            Endpoints::External { .. } => true,
+            Endpoints::Unavailable { .. } => false,
+        }
+    }
+
+    /// Round robin over the ready addresses, skipping the ones in `exclude`
+    /// (endpoints that already failed this request) while others remain.
+    pub fn next_addr(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        let Endpoints::Addrs(addrs) = &self.endpoints else {
+            return None;
+        };
+        if addrs.is_empty() {
+            return None;
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..addrs.len())
+            .map(|i| addrs[(start + i) % addrs.len()])
+            .find(|a| !exclude.contains(a))
+            .or_else(|| Some(addrs[start % addrs.len()]))
+    }
+}
+
+/// The rules of one host (or of the host-less set).
+pub type HostRoutes = PathMatcher<Arc<Route>>;
+
+/// One published generation of routing state.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    pub generation: u64,
+    pub hosts: HostIndex<HostRoutes>,
+    /// `spec.defaultBackend` of the oldest Ingress that sets one, else
+    /// `--default-backend-service`; `None` means unmatched requests get 404.
+    pub default_backend: Option<Arc<Route>>,
+    pub stats: TableStats,
+}
+
+/// Counts describing a table, for logs and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct TableStats {
+    pub ingresses: usize,
+    pub hosts: usize,
+    pub paths: usize,
+    pub backends: usize,
+}
+
+/// The outcome of matching one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Match<'a> {
+    /// A rule matched.
+    Rule(&'a Arc<Route>),
+    /// Nothing matched; the default backend takes it.
+    Default(&'a Arc<Route>),
+    /// Nothing matched and there is no default backend: 404.
+    NotFound,
+}
+
+impl RoutingTable {
+    /// Matches a request. `host` is the raw `Host`/`:authority`; `path` is already
+    /// normalised by [`super::matcher::normalize_path`].
+    pub fn lookup(&self, host: &str, path: &str) -> Match<'_> {
+        let host = normalize_host(host);
+        for rules in self.hosts.candidates(&host) {
+            if let Some(route) = rules.lookup(path) {
+                return Match::Rule(route);
+            }
+        }
+        match &self.default_backend {
+            Some(r) => Match::Default(r),
+            None => Match::NotFound,
+        }
+    }
+}
+
+/// The single writer/many readers handle shared by control and data plane.
+#[derive(Debug)]
+pub struct SharedTable {
+    current: ArcSwap<RoutingTable>,
+    ready: AtomicBool,
+    next_generation: AtomicU64,
+    published_at: ArcSwap<Option<SystemTime>>,
+}
+
+impl Default for SharedTable {
+    fn default() -> Self {
+        SharedTable {
+            current: ArcSwap::from_pointee(RoutingTable::default()),
+            ready: AtomicBool::new(false),
+            next_generation: AtomicU64::new(1),
+            published_at: ArcSwap::from_pointee(None),
+        }
+    }
+}
+
+impl SharedTable {
+    pub fn new() -> Arc<SharedTable> {
+        Arc::new(SharedTable::default())
+    }
+
+    /// The current table; cheap (one atomic increment).
+    pub fn load(&self) -> Arc<RoutingTable> {
+        self.current.load_full()
+    }
+
+    /// Stamps `table` with the next generation and makes it current. Returns the generation.
+    pub fn publish(&self, mut table: RoutingTable) -> u64 {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        table.generation = generation;
+        self.current.store(Arc::new(table));
+        self.published_at.store(Arc::new(Some(SystemTime::now())));
+        self.ready.store(true, Ordering::Release);
+        generation
+    }
+
+    /// True once the first complete table has been published.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn published_at(&self) -> Option<SystemTime> {
+        **self.published_at.load()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::matcher::HostPattern;
+
+    fn route(name: &str, addrs: Vec<SocketAddr>) -> Arc<Route> {
+        Arc::new(Route {
+            backend: Arc::new(Backend::new("ns", name, "80", Endpoints::Addrs(addrs))),
+            ingress_namespace: "ns".into(),
+            ingress_name: "ing".into(),
+            path: "/".into(),
+            kind: PathKind::Prefix,
+        })
+    }
+
+    #[test]
+    fn round_robin_skips_failed_endpoints() {
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let r = route("svc", vec![a, b]);
+        let picks: Vec<_> = (0..4).map(|_| r.backend.next_addr(&[]).unwrap()).collect();
+        assert_eq!(picks, [a, b, a, b]);
+        for _ in 0..3 {
+            assert_eq!(r.backend.next_addr(&[a]), Some(b));
+        }
+        // Everything failed: still pick one rather than nothing.
+        assert!(r.backend.next_addr(&[a, b]).is_some());
+    }
+
+    #[test]
+    fn lookup_falls_through_host_levels_then_default() {
+        let mut t = RoutingTable::default();
+        t.hosts
+            .entry(&HostPattern::parse(Some("a.example")))
+            .insert(PathKind::Prefix, "/api", route("api", vec![]))
+            .unwrap();
+        t.hosts
+            .entry(&HostPattern::parse(None))
+            .insert(PathKind::Prefix, "/", route("any", vec![]))
+            .unwrap();
+        let svc = |m: Match<'_>| match m {
+            Match::Rule(r) => r.backend.service.to_string(),
+            Match::Default(_) => "default".into(),
+            Match::NotFound => "404".into(),
+        };
+        assert_eq!(svc(t.lookup("a.example", "/api/x")), "api");
+        assert_eq!(svc(t.lookup("a.example", "/other")), "any");
+        assert_eq!(svc(t.lookup("b.example", "/")), "any");
+        let mut t2 = RoutingTable::default();
+        assert_eq!(svc(t2.lookup("x", "/")), "404");
+        t2.default_backend = Some(route("d", vec![]));
+        assert_eq!(svc(t2.lookup("x", "/")), "default");
+    }
+
+    #[test]
+    fn publish_bumps_generation_and_readiness() {
+        let s = SharedTable::new();
+        assert!(!s.is_ready());
+        let g1 = s.publish(RoutingTable::default());
+        let g2 = s.publish(RoutingTable::default());
+        assert!(s.is_ready());
+        assert_eq!(g2, g1 + 1);
+        assert_eq!(s.load().generation, g2);
+    }
+}

@@ -1,0 +1,89 @@
+//! Producing consistent [`Snapshot`]s of the objects translation reads.
+//!
+//! Owns getting objects in (today: a directory of manifests; later: the API server)
+//! and triggering rebuilds. Must not build routes: that is translation's job, so
+//! every source feeds the same translate → table → proxy path.
+
+pub mod manifests;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+/// Every object translation may look at, as one consistent view.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
+    pub config_maps: Vec<Arc<ConfigMap>>,
+}
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use crate::config::TranslateConfig;
+use crate::routing::SharedTable;
+use crate::translate::{translate, Warning};
+
+/// Turns snapshots into published tables and reports what translation warned about.
+/// Every source drives one of these; it is the only writer of the [`SharedTable`].
+pub struct Rebuilder {
+    config: TranslateConfig,
+    table: Arc<SharedTable>,
+    /// Warnings of the previous build: each is logged when it first appears, not on
+    /// every rebuild while it persists.
+    last_warnings: HashSet<Warning>,
+}
+
+impl Rebuilder {
+    pub fn new(config: TranslateConfig, table: Arc<SharedTable>) -> Rebuilder {
+        Rebuilder {
+            config,
+            table,
+            last_warnings: HashSet::new(),
+        }
+    }
+
+    pub fn table(&self) -> &Arc<SharedTable> {
+        &self.table
+    }
+
+    /// Translates and publishes; returns the new generation.
+    pub fn rebuild(&mut self, snapshot: &Snapshot) -> u64 {
+        let started = Instant::now();
+        let t = translate(snapshot, &self.config);
+        for w in &t.warnings {
+            if !self.last_warnings.contains(w) {
+                warn!(
+                    kind = %w.kind,
+                    namespace = %w.namespace,
+                    name = %w.name,
+                    reason = w.reason,
+                    "{}", w.message
+                );
+            }
+        }
+        let stats = t.table.stats.clone();
+        let generation = self.table.publish(t.table);
+        info!(
+            generation,
+            ingresses = stats.ingresses,
+            ignored_ingresses = t.ignored_ingresses,
+            hosts = stats.hosts,
+            paths = stats.paths,
+            backends = stats.backends,
+            warnings = t.warnings.len(),
+            build_ms = started.elapsed().as_secs_f64() * 1e3,
+            "published routing table"
+        );
+        self.last_warnings = t.warnings.into_iter().collect();
+        generation
+    }
+}

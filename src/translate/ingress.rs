@@ -1,0 +1,283 @@
+//! Ingress rules → routes: class selection (COMPAT §2), path validation, merging of
+//! several Ingresses per host (oldest `creationTimestamp` first; the oldest keeps a
+//! clashing host+path+pathType), `spec.defaultBackend` and `--default-backend-service`.
+//!
+//! `ImplementationSpecific` paths are treated as `Prefix` (regex mode arrives with the
+//! annotation parsers). `resource` backends are not proxied: the path is treated as absent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::backends::{namespace_of, BackendIndex};
+use super::{ObjKind, Translation, Warning};
+use crate::config::TranslateConfig;
+use crate::routing::{HostPattern, PathKind, Route, RoutingTable, TableStats};
+use crate::source::Snapshot;
+
+/// The deprecated annotation that still selects a class.
+pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+/// Whether an Ingress is ours (COMPAT §2). The deprecated annotation, when present,
+/// decides on its own (as in ingress-nginx); then `spec.ingressClassName`; then
+/// `--watch-ingress-without-class`.
+pub fn is_served(
+    ing: &Ingress,
+    classes: &HashMap<&str, &IngressClass>,
+    config: &TranslateConfig,
+) -> bool {
+    if let Some(class) = ing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CLASS_ANNOTATION))
+    {
+        return *class == config.ingress_class;
+    }
+    match ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
+        Some(name) => classes
+            .get(name)
+            .and_then(|c| c.spec.as_ref())
+            .and_then(|s| s.controller.as_deref())
+            == Some(config.controller_class.as_str()),
+        None => config.watch_without_class,
+    }
+}
+
+fn age_key(ing: &Ingress) -> (Option<&Time>, &str, &str) {
+    (
+        ing.metadata.creation_timestamp.as_ref(),
+        namespace_of(&ing.metadata),
+        ing.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translation {
+    let mut warnings = Vec::new();
+    let classes: HashMap<&str, &IngressClass> = snapshot
+        .ingress_classes
+        .iter()
+        .filter_map(|c| Some((c.metadata.name.as_deref()?, c.as_ref())))
+        .collect();
+    let mut served: Vec<&Ingress> = snapshot
+        .ingresses
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|i| is_served(i, &classes, config))
+        .collect();
+    let ignored_ingresses = snapshot.ingresses.len() - served.len();
+    // Oldest first; namespace/name breaks ties so the result is deterministic.
+    served.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+
+    let mut backends = BackendIndex::new(&snapshot.services, &snapshot.endpoint_slices);
+    let mut table = RoutingTable::default();
+    // Which Ingress holds each host+path+kind, to name it in conflict warnings.
+    let mut owners: HashMap<(HostPattern, PathKind, String), String> = HashMap::new();
+    let mut paths = 0;
+
+    for ing in &served {
+        let ns = namespace_of(&ing.metadata);
+        let name = ing.metadata.name.as_deref().unwrap_or("");
+        let me = (ObjKind::Ingress, ns, name);
+        let Some(spec) = ing.spec.as_ref() else {
+            continue;
+        };
+
+        if let Some(default) = &spec.default_backend {
+            if table.default_backend.is_some() {
+                warnings.push(Warning::new(
+                    ObjKind::Ingress,
+                    ns,
+                    name,
+                    "DefaultBackendConflict",
+                    "spec.defaultBackend ignored: an older Ingress already sets the default backend".into(),
+                ));
+            } else if let Some(svc) = service_of(default, me, &mut warnings) {
+                let backend = backends.resolve(ns, &svc.name, svc.port.as_ref(), me, &mut warnings);
+                table.default_backend = Some(Arc::new(Route {
+                    backend,
+                    ingress_namespace: ns.into(),
+                    ingress_name: name.into(),
+                    path: "".into(),
+                    kind: PathKind::Prefix,
+                }));
+            }
+        }
+
+        for rule in spec.rules.iter().flatten() {
+            let host = rule.host.as_deref();
+            if let Some(h) = host {
+                if let Err(why) = validate_host(h) {
+                    warnings.push(Warning::new(
+                        ObjKind::Ingress,
+                        ns,
+                        name,
+                        "InvalidHost",
+                        format!("rule for host {h:?} ignored: {why}"),
+                    ));
+                    continue;
+                }
+            }
+            let pattern = HostPattern::parse(host);
+            for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+                let raw_path = p.path.as_deref().unwrap_or("");
+                let kind = match validate_path(&p.path_type, raw_path) {
+                    Ok(k) => k,
+                    Err(why) => {
+                        warnings.push(Warning::new(
+                            ObjKind::Ingress,
+                            ns,
+                            name,
+                            "InvalidPath",
+                            format!("path {raw_path:?} ({}) on host {pattern} ignored: {why}", p.path_type),
+                        ));
+                        continue;
+                    }
+                };
+                let path = if raw_path.is_empty() { "/" } else { raw_path };
+                let Some(svc) = service_of(&p.backend, me, &mut warnings) else {
+                    continue;
+                };
+                let owner_key = (pattern.clone(), kind, canonical(kind, path));
+                if let Some(owner) = owners.get(&owner_key) {
+                    if owner != &format!("{ns}/{name}") {
+                        warnings.push(Warning::new(
+                            ObjKind::Ingress,
+                            ns,
+                            name,
+                            "PathConflict",
+                            format!("path {path} ({kind:?}) on host {pattern} is already served by older Ingress {owner}; this rule is ignored"),
+                        ));
+                    }
+                    continue;
+                }
+                let backend = backends.resolve(ns, &svc.name, svc.port.as_ref(), me, &mut warnings);
+                let route = Arc::new(Route {
+                    backend,
+                    ingress_namespace: ns.into(),
+                    ingress_name: name.into(),
+                    path: path.into(),
+                    kind,
+                });
+                if table.hosts.entry(&pattern).insert(kind, path, route).is_ok() {
+                    owners.insert(owner_key, format!("{ns}/{name}"));
+                    paths += 1;
+                }
+            }
+        }
+    }
+
+    if table.default_backend.is_none() {
+        if let Some(dbs) = &config.default_backend_service {
+            let port = backends.first_port(&dbs.namespace, &dbs.name);
+            let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
+            let backend = backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
+            table.default_backend = Some(Arc::new(Route {
+                backend,
+                ingress_namespace: "".into(),
+                ingress_name: "".into(),
+                path: "".into(),
+                kind: PathKind::Prefix,
+            }));
+        }
+    }
+
+    table.stats = TableStats {
+        ingresses: served.len(),
+        hosts: table.hosts.host_count(),
+        paths,
+        backends: backends.backend_count(),
+    };
+    Translation {
+        table,
+        warnings,
+        ignored_ingresses,
+    }
+}
+
+/// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.
+fn canonical(kind: PathKind, path: &str) -> String {
+    match kind {
+        PathKind::Exact => path.to_string(),
+        PathKind::Prefix => path.trim_end_matches('/').to_string(),
+    }
+}
+
+fn service_of<'b>(
+    backend: &'b IngressBackend,
+    (kind, ns, name): (ObjKind, &str, &str),
+    warnings: &mut Vec<Warning>,
+) -> Option<&'b k8s_openapi::api::networking::v1::IngressServiceBackend> {
+    if let Some(svc) = &backend.service {
+        return Some(svc);
+    }
+    let (reason, message) = if let Some(r) = &backend.resource {
+        (
+            "ResourceBackendIgnored",
+            format!("resource backend {}/{} is not proxied; the path is treated as absent", r.kind, r.name),
+        )
+    } else {
+        ("InvalidBackend", "backend names neither a service nor a resource".to_string())
+    };
+    warnings.push(Warning::new(kind, ns, name, reason, message));
+    None
+}
+
+/// Checks a path as the API server would and resolves its kind.
+fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
+    let kind = match path_type {
+        "Exact" => PathKind::Exact,
+        "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+        other => return Err(format!("unknown pathType {other:?}")),
+    };
+    if path.is_empty() {
+        return if path_type == "ImplementationSpecific" {
+            Ok(kind)
+        } else {
+            Err("path is required".into())
+        };
+    }
+    if !path.starts_with('/') {
+        return Err("path must be absolute (start with /)".into());
+    }
+    if path_type != "ImplementationSpecific" {
+        for bad in ["//", "/./", "/../", "%2f", "%2F"] {
+            if path.contains(bad) {
+                return Err(format!("path must not contain {bad:?}"));
+            }
+        }
+        if path.ends_with("/..") || path.ends_with("/.") {
+            return Err("path must not end with /. or /..".into());
+        }
+    }
+    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("path contains spaces or control characters".into());
+    }
+    Ok(kind)
+}
+
+/// A DNS-1123 subdomain, optionally with a single leading `*.` wildcard label.
+fn validate_host(host: &str) -> Result<(), String> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() || name.len() > 253 {
+        return Err("not a valid DNS name".into());
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!("label {label:?} is not a valid DNS label (wildcards must be a single leading *.)"));
+        }
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err("must be a DNS name, not an IP address".into());
+    }
+    Ok(())
+}
