@@ -43,6 +43,8 @@ pub struct TranslateConfig {
     pub watch_without_class: bool,
     /// `--default-backend-service`: serves unmatched requests instead of the 404 page.
     pub default_backend_service: Option<ObjectRef>,
+    /// `--configmap`: the ConfigMap holding ingress-nginx-style global options.
+    pub configmap: Option<ObjectRef>,
 }
 
 impl Default for TranslateConfig {
@@ -52,6 +54,7 @@ impl Default for TranslateConfig {
             controller_class: DEFAULT_CONTROLLER_CLASS.into(),
             watch_without_class: false,
             default_backend_service: None,
+            configmap: None,
         }
     }
 }

@@ -54,6 +54,11 @@ struct Args {
     #[arg(long, value_name = "NS/NAME")]
     default_backend_service: Option<ObjectRef>,
 
+    /// ConfigMap (namespace/name) with ingress-nginx global options; in standalone mode it
+    /// is read from the manifests directory.
+    #[arg(long, value_name = "NS/NAME")]
+    configmap: Option<ObjectRef>,
+
     /// Proxy worker threads (default: the number of CPUs).
     #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
@@ -94,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         controller_class: args.controller_class.clone(),
         watch_without_class: args.watch_ingress_without_class,
         default_backend_service: args.default_backend_service.clone(),
+        configmap: args.configmap.clone(),
     };
     let table = SharedTable::new();
     let mut rebuilder = Rebuilder::new(translate_config, table.clone());

@@ -23,13 +23,10 @@ use super::errors;
 use super::headers::{self, ForwardedFor};
 use crate::routing::{normalize_path, Endpoints, Match, Route, RoutingTable, SharedTable};
 
-/// Tunables of the data plane that do not come from the table (yet: the ConfigMap
-/// and annotations will set them per route later).
+/// Tunables of the data plane that do not come from the table. Upstream timeouts do:
+/// they are read per request from the table's ConfigMap-derived globals.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub send_timeout: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub upstream_keepalive_timeout: Duration,
     /// Tries per request across endpoints (`proxy-next-upstream-tries`).
@@ -44,9 +41,6 @@ pub struct ProxyOptions {
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
             upstream_keepalive_timeout: Duration::from_secs(60),
             max_tries: 3,
             client_keepalive: Duration::from_secs(75),
@@ -127,7 +121,9 @@ async fn respond(session: &mut Session, status: u16, ctx: &mut RequestCtx) -> Re
     resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only).await?;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
     }
@@ -153,10 +149,15 @@ impl ProxyHttp for SluiceProxy {
         }
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
         session.set_keepalive(Some(self.options.client_keepalive.as_secs()));
-        session.set_read_timeout(Some(self.options.read_timeout));
-        session.set_write_timeout(Some(self.options.send_timeout));
+        // nginx's client_header/body_timeout and send_timeout defaults.
+        session.set_read_timeout(Some(Duration::from_secs(60)));
+        session.set_write_timeout(Some(Duration::from_secs(60)));
         Ok(())
     }
 
@@ -202,7 +203,11 @@ impl ProxyHttp for SluiceProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route
             .as_ref()
@@ -214,7 +219,9 @@ impl ProxyHttp for SluiceProxy {
                 // ExternalName: resolved when connecting, as nginx's resolver would.
                 let found = tokio::net::lookup_host((host.as_str(), *port))
                     .await
-                    .map_err(|e| Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e))?
+                    .map_err(|e| {
+                        Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
+                    })?
                     .collect::<Vec<_>>();
                 found
                     .iter()
@@ -224,14 +231,17 @@ impl ProxyHttp for SluiceProxy {
             }
             Endpoints::Unavailable { .. } => None,
         };
-        let addr = addr.ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no endpoints"))?;
+        let addr =
+            addr.ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no endpoints"))?;
         ctx.upstream_addr = Some(addr);
         ctx.upstream_started = Some(Instant::now());
+        let globals = ctx.table.as_ref().map(|t| &t.globals);
+        let globals = globals.cloned().unwrap_or_default();
         let mut peer = HttpPeer::new(addr, false, String::new());
         let o = &mut peer.options;
-        o.connection_timeout = Some(self.options.connect_timeout);
-        o.read_timeout = Some(self.options.read_timeout);
-        o.write_timeout = Some(self.options.send_timeout);
+        o.connection_timeout = Some(globals.connect_timeout);
+        o.read_timeout = Some(globals.read_timeout);
+        o.write_timeout = Some(globals.send_timeout);
         o.idle_timeout = Some(self.options.upstream_keepalive_timeout);
         Ok(Box::new(peer))
     }
@@ -287,7 +297,12 @@ impl ProxyHttp for SluiceProxy {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
@@ -335,12 +350,22 @@ impl ProxyHttp for SluiceProxy {
             .map(|r| r.status.as_u16())
             .or(ctx.own_status)
             .unwrap_or(0);
-        let hdr = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let hdr = |n: &str| {
+            req.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
         let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let request_line = format!("{} {} {:?}", req.method, target, req.version);
-        let remote = client_ip(session).map(|ip| ip.to_string()).unwrap_or_default();
+        let remote = client_ip(session)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         let upstream_addr = ctx.upstream_addr.map(|a| a.to_string()).unwrap_or_default();
-        let upstream_name = ctx.route.as_ref().map_or("upstream-default-backend", |r| &r.backend.upstream_name);
+        let upstream_name = ctx
+            .route
+            .as_ref()
+            .map_or("upstream-default-backend", |r| &r.backend.upstream_name);
         let entry = AccessEntry {
             remote_addr: &remote,
             remote_user: "",
@@ -353,7 +378,9 @@ impl ProxyHttp for SluiceProxy {
             request_time: ctx.started.elapsed().as_secs_f64(),
             upstream_name,
             upstream_addr: &upstream_addr,
-            upstream_response_length: ctx.upstream_status.map(|_| session.upstream_body_bytes_received()),
+            upstream_response_length: ctx
+                .upstream_status
+                .map(|_| session.upstream_body_bytes_received()),
             upstream_response_time: ctx.upstream_started.map(|t| t.elapsed().as_secs_f64()),
             upstream_status: ctx.upstream_status,
             req_id: &ctx.request_id,

@@ -305,10 +305,12 @@ mod tests {
         pm
     }
 
+    type Case<'a> = (&'a [(PathKind, &'a str)], &'a str, Option<&'a str>);
+
     #[test]
     fn compat_section_1_paths() {
         use PathKind::*;
-        let cases: &[(&[(PathKind, &str)], &str, Option<&str>)] = &[
+        let cases: &[Case] = &[
             (&[(Exact, "/foo")], "/foo", Some("Exact /foo")),
             (&[(Exact, "/foo")], "/foo/", None),
             (&[(Exact, "/foo")], "/FOO", None),
@@ -319,9 +321,17 @@ mod tests {
             (&[(Prefix, "/foo")], "/foo/", Some("Prefix /foo")),
             (&[(Prefix, "/foo/")], "/foo", Some("Prefix /foo/")),
             (&[(Prefix, "/foo/")], "/foo/", Some("Prefix /foo/")),
-            (&[(Prefix, "/aaa/bbb")], "/aaa/bbb/ccc", Some("Prefix /aaa/bbb")),
+            (
+                &[(Prefix, "/aaa/bbb")],
+                "/aaa/bbb/ccc",
+                Some("Prefix /aaa/bbb"),
+            ),
             (&[(Prefix, "/aaa/bbb")], "/aaa/bbbxyz", None),
-            (&[(Prefix, "/aaa/bbb/")], "/aaa/bbb", Some("Prefix /aaa/bbb/")),
+            (
+                &[(Prefix, "/aaa/bbb/")],
+                "/aaa/bbb",
+                Some("Prefix /aaa/bbb/"),
+            ),
             (&[(Prefix, "/aaa/bb")], "/aaa/bbb", None),
             (
                 &[(Prefix, "/"), (Prefix, "/aaa"), (Prefix, "/aaa/bbb")],
@@ -333,8 +343,16 @@ mod tests {
                 "/ccc",
                 Some("Prefix /"),
             ),
-            (&[(Prefix, "/foo"), (Exact, "/foo")], "/foo", Some("Exact /foo")),
-            (&[(Prefix, "/foo"), (Exact, "/foo")], "/foo/x", Some("Prefix /foo")),
+            (
+                &[(Prefix, "/foo"), (Exact, "/foo")],
+                "/foo",
+                Some("Exact /foo"),
+            ),
+            (
+                &[(Prefix, "/foo"), (Exact, "/foo")],
+                "/foo/x",
+                Some("Prefix /foo"),
+            ),
         ];
         for (rules, req, want) in cases {
             let pm = m(rules);
@@ -359,8 +377,10 @@ mod tests {
     #[test]
     fn hosts() {
         let mut idx: HostIndex<Vec<&str>> = HostIndex::default();
-        idx.entry(&HostPattern::parse(Some("foo.bar.com"))).push("exact");
-        idx.entry(&HostPattern::parse(Some("*.foo.com"))).push("wild");
+        idx.entry(&HostPattern::parse(Some("foo.bar.com")))
+            .push("exact");
+        idx.entry(&HostPattern::parse(Some("*.foo.com")))
+            .push("wild");
         idx.entry(&HostPattern::parse(None)).push("any");
         let first = |h: &str| {
             idx.candidates(&normalize_host(h))

@@ -7,4 +7,6 @@ pub mod matcher;
 pub mod table;
 
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
-pub use table::{Backend, Endpoints, Match, Route, RoutingTable, SharedTable, TableStats};
+pub use table::{
+    Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,
+};

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -52,12 +52,7 @@ pub enum Endpoints {
 }
 
 impl Backend {
-    pub fn new(
-        namespace: &str,
-        service: &str,
-        port: &str,
-        endpoints: Endpoints,
-    ) -> Backend {
+    pub fn new(namespace: &str, service: &str, port: &str, endpoints: Endpoints) -> Backend {
         Backend {
             namespace: namespace.into(),
             service: service.into(),
@@ -105,7 +100,26 @@ pub struct RoutingTable {
     /// `spec.defaultBackend` of the oldest Ingress that sets one, else
     /// `--default-backend-service`; `None` means unmatched requests get 404.
     pub default_backend: Option<Arc<Route>>,
+    pub globals: GlobalSettings,
     pub stats: TableStats,
+}
+
+/// Process-wide proxy settings from the controller ConfigMap (ingress-nginx defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalSettings {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub send_timeout: Duration,
+}
+
+impl Default for GlobalSettings {
+    fn default() -> Self {
+        GlobalSettings {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Counts describing a table, for logs and metrics.

@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
-use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
-};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_yaml_ng::Value;
@@ -27,7 +25,9 @@ use tracing::{debug, info, warn};
 
 use super::{Rebuilder, Snapshot};
 
-/// One decoded object of a kind sluice consumes.
+/// One decoded object of a kind sluice consumes. Variants differ in size, but objects
+/// are few and short-lived here, so boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Object {
     Ingress(Ingress),
@@ -212,9 +212,15 @@ fn decode_value(file: &Path, line: usize, value: Value, parsed: &mut Parsed) {
         kind: kind.clone(),
         namespace: str_field(&value, &["metadata", "namespace"])
             .filter(|n| !n.is_empty())
-            .unwrap_or(if kind == "IngressClass" { "" } else { "default" })
+            .unwrap_or(if kind == "IngressClass" {
+                ""
+            } else {
+                "default"
+            })
             .to_string(),
-        name: str_field(&value, &["metadata", "name"]).unwrap_or("").to_string(),
+        name: str_field(&value, &["metadata", "name"])
+            .unwrap_or("")
+            .to_string(),
     };
     fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
         serde_yaml_ng::from_value(v).map_err(|e| e.to_string())
@@ -379,7 +385,10 @@ impl ManifestDir {
                     problems.push(FileProblem {
                         file: path.clone(),
                         line: 0,
-                        message: format!("{id} is also defined in {}; this copy is ignored", first.display()),
+                        message: format!(
+                            "{id} is also defined in {}; this copy is ignored",
+                            first.display()
+                        ),
                         kept_previous: false,
                     });
                     continue;
@@ -404,7 +413,8 @@ impl ManifestDir {
         let live: std::collections::HashSet<_> = seen.into_keys().collect();
         self.first_seen.retain(|id, _| live.contains(id));
         for ep in endpoints {
-            snap.endpoint_slices.extend(mirror(&ep, &snap.services).into_iter().map(Arc::new));
+            snap.endpoint_slices
+                .extend(mirror(&ep, &snap.services).into_iter().map(Arc::new));
         }
         snap
     }
@@ -475,7 +485,10 @@ pub fn mirror(ep: &Endpoints, services: &[Arc<Service>]) -> Vec<EndpointSlice> {
             .collect();
         for family in ["IPv4", "IPv6"] {
             let mut endpoints = Vec::new();
-            let groups = [(&subset.addresses, true), (&subset.not_ready_addresses, false)];
+            let groups = [
+                (&subset.addresses, true),
+                (&subset.not_ready_addresses, false),
+            ];
             for (addrs, ready) in groups {
                 for a in addrs.iter().flatten() {
                     let is_v6 = a.ip.contains(':');
@@ -525,7 +538,7 @@ pub fn mirror(ep: &Endpoints, services: &[Arc<Service>]) -> Vec<EndpointSlice> {
 pub fn load_and_publish(dir: &mut ManifestDir, rebuilder: &mut Rebuilder) -> std::io::Result<u64> {
     let loaded = dir.load()?;
     for p in &loaded.problems {
-        warn!(file = %p.file.display(), line = p.line, kept_previous = p.kept_previous, "{}", p.message);
+        warn!("{p}");
     }
     for (file, id) in &loaded.ignored {
         debug!(file = %file.display(), object = %id, "ignoring a kind sluice does not consume");
@@ -598,6 +611,10 @@ mod tests {
         let (id, problem) = &parsed.bad_documents[0];
         assert_eq!(id.as_ref().unwrap().name, "broken");
         assert_eq!(problem.line, 5);
-        assert!(problem.message.contains("Ingress default/broken"), "{}", problem.message);
+        assert!(
+            problem.message.contains("Ingress default/broken"),
+            "{}",
+            problem.message
+        );
     }
 }

@@ -84,7 +84,11 @@ impl<'a> BackendIndex<'a> {
         warnings: &mut Vec<Warning>,
     ) -> Arc<Backend> {
         let port_label = port_label(port);
-        let key = (namespace.to_string(), service.to_string(), port_label.clone());
+        let key = (
+            namespace.to_string(),
+            service.to_string(),
+            port_label.clone(),
+        );
         if let Some(b) = self.built.get(&key) {
             return b.clone();
         }
@@ -232,5 +236,8 @@ fn port_label(port: Option<&ServiceBackendPort>) -> String {
 
 /// The namespace of an object, defaulting to `default` as kubectl does.
 pub fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
-    meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default")
+    meta.namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
 }

@@ -36,12 +36,18 @@ pub fn is_served(
     {
         return *class == config.ingress_class;
     }
-    match ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
-        Some(name) => classes
-            .get(name)
-            .and_then(|c| c.spec.as_ref())
-            .and_then(|s| s.controller.as_deref())
-            == Some(config.controller_class.as_str()),
+    match ing
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+    {
+        Some(name) => {
+            classes
+                .get(name)
+                .and_then(|c| c.spec.as_ref())
+                .and_then(|s| s.controller.as_deref())
+                == Some(config.controller_class.as_str())
+        }
         None => config.watch_without_class,
     }
 }
@@ -131,7 +137,10 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                             ns,
                             name,
                             "InvalidPath",
-                            format!("path {raw_path:?} ({}) on host {pattern} ignored: {why}", p.path_type),
+                            format!(
+                                "path {raw_path:?} ({}) on host {pattern} ignored: {why}",
+                                p.path_type
+                            ),
                         ));
                         continue;
                     }
@@ -161,7 +170,12 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     path: path.into(),
                     kind,
                 });
-                if table.hosts.entry(&pattern).insert(kind, path, route).is_ok() {
+                if table
+                    .hosts
+                    .entry(&pattern)
+                    .insert(kind, path, route)
+                    .is_ok()
+                {
                     owners.insert(owner_key, format!("{ns}/{name}"));
                     paths += 1;
                 }
@@ -173,7 +187,8 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         if let Some(dbs) = &config.default_backend_service {
             let port = backends.first_port(&dbs.namespace, &dbs.name);
             let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
-            let backend = backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
+            let backend =
+                backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
             table.default_backend = Some(Arc::new(Route {
                 backend,
                 ingress_namespace: "".into(),
@@ -184,6 +199,11 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         }
     }
 
+    table.globals = super::configmap::globals(
+        &snapshot.config_maps,
+        config.configmap.as_ref(),
+        &mut warnings,
+    );
     table.stats = TableStats {
         ingresses: served.len(),
         hosts: table.hosts.host_count(),
@@ -216,10 +236,16 @@ fn service_of<'b>(
     let (reason, message) = if let Some(r) = &backend.resource {
         (
             "ResourceBackendIgnored",
-            format!("resource backend {}/{} is not proxied; the path is treated as absent", r.kind, r.name),
+            format!(
+                "resource backend {}/{} is not proxied; the path is treated as absent",
+                r.kind, r.name
+            ),
         )
     } else {
-        ("InvalidBackend", "backend names neither a service nor a resource".to_string())
+        (
+            "InvalidBackend",
+            "backend names neither a service nor a resource".to_string(),
+        )
     };
     warnings.push(Warning::new(kind, ns, name, reason, message));
     None
@@ -273,7 +299,9 @@ fn validate_host(host: &str) -> Result<(), String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!("label {label:?} is not a valid DNS label (wildcards must be a single leading *.)"));
+            return Err(format!(
+                "label {label:?} is not a valid DNS label (wildcards must be a single leading *.)"
+            ));
         }
     }
     if name.parse::<std::net::IpAddr>().is_ok() {

@@ -7,6 +7,7 @@
 //! One bad object only ever drops itself (or its own bad paths) from the table.
 
 pub mod backends;
+pub mod configmap;
 pub mod ingress;
 
 use std::fmt;
@@ -84,4 +85,3 @@ pub struct Translation {
 pub fn translate(snapshot: &Snapshot, config: &TranslateConfig) -> Translation {
     ingress::build(snapshot, config)
 }
-

@@ -1,0 +1,73 @@
+//! The controller ConfigMap (`--configmap ns/name`, ingress-nginx's key names) →
+//! [`GlobalSettings`]. A value that does not parse keeps the default and warns, naming
+//! the key and the value. Keys sluice does not implement yet are left for the
+//! annotation/ConfigMap work to report.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::backends::namespace_of;
+use super::{ObjKind, Warning};
+use crate::config::ObjectRef;
+use crate::routing::GlobalSettings;
+
+/// Reads the settings from the named ConfigMap, if present in the snapshot.
+pub fn globals(
+    config_maps: &[std::sync::Arc<ConfigMap>],
+    name: Option<&ObjectRef>,
+    warnings: &mut Vec<Warning>,
+) -> GlobalSettings {
+    let mut g = GlobalSettings::default();
+    let Some(name) = name else { return g };
+    let Some(cm) = config_maps.iter().find(|c| {
+        namespace_of(&c.metadata) == name.namespace
+            && c.metadata.name.as_deref() == Some(&name.name)
+    }) else {
+        return g;
+    };
+    let empty = BTreeMap::new();
+    let data = cm.data.as_ref().unwrap_or(&empty);
+    let mut seconds = |key: &str, slot: &mut Duration| {
+        let Some(raw) = data.get(key) else { return };
+        match parse_seconds(raw) {
+            Some(d) => *slot = d,
+            None => warnings.push(Warning::new(
+                ObjKind::ConfigMap,
+                &name.namespace,
+                &name.name,
+                "InvalidConfigValue",
+                format!(
+                    "{key}: {raw:?} is not a number of seconds; keeping {}s",
+                    slot.as_secs()
+                ),
+            )),
+        }
+    };
+    seconds("proxy-connect-timeout", &mut g.connect_timeout);
+    seconds("proxy-read-timeout", &mut g.read_timeout);
+    seconds("proxy-send-timeout", &mut g.send_timeout);
+    g
+}
+
+/// ingress-nginx timeouts are whole seconds; a trailing `s` is tolerated.
+pub fn parse_seconds(raw: &str) -> Option<Duration> {
+    let v = raw.trim();
+    let v = v.strip_suffix('s').unwrap_or(v);
+    let n: u64 = v.parse().ok()?;
+    (n > 0 && n <= 86_400).then(|| Duration::from_secs(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_seconds(" 60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_seconds("0"), None);
+        assert_eq!(parse_seconds("soon"), None);
+    }
+}

@@ -1,0 +1,423 @@
+//! The real `sluice` binary in standalone mode, driven through real HTTP requests to
+//! real `sluice-echo` backends on loopback: routing, precedence, errors, forwarded
+//! headers, h2c, WebSocket, hot reload under load, and bad input.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{client, endpoint_manifests, free_port, ingress, Echo, Sluice, INGRESS_CLASS};
+
+fn routing_manifests(alpha: &Echo, beta: &Echo, gamma: &Echo) -> String {
+    let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut m = String::from(INGRESS_CLASS);
+    m += &ingress(
+        "main",
+        "2026-01-01T00:00:00Z",
+        Some("app.example"),
+        &[
+            ("Prefix", "/", "alpha"),
+            ("Prefix", "/api", "beta"),
+            ("Exact", "/api/exact", "gamma"),
+            ("Prefix", "/missing", "nope"),
+            ("Prefix", "/down", "down"),
+            ("Prefix", "/slow", "alpha"),
+        ],
+    );
+    m += &ingress(
+        "wild",
+        "2026-01-01T00:00:00Z",
+        Some("*.wild.example"),
+        &[("Prefix", "/", "gamma")],
+    );
+    m += &ingress(
+        "hostless",
+        "2026-01-01T00:00:00Z",
+        None,
+        &[("Prefix", "/hostless", "beta")],
+    );
+    // Younger Ingress claiming the same host+path: the older one keeps it.
+    m += &ingress(
+        "younger",
+        "2026-02-01T00:00:00Z",
+        Some("app.example"),
+        &[("Prefix", "/api", "gamma")],
+    );
+    m += &alpha.manifests("alpha");
+    m += &beta.manifests("beta");
+    m += &gamma.manifests("gamma");
+    m += &endpoint_manifests("down", &[closed]);
+    m += "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: sluice-config, namespace: default}\ndata: {proxy-read-timeout: \"1\"}\n";
+    m
+}
+
+#[test]
+fn routes_by_host_and_path_with_nginx_errors() {
+    let (alpha, beta, gamma) = (
+        Echo::start("alpha"),
+        Echo::start("beta"),
+        Echo::start("gamma"),
+    );
+    let s = Sluice::start(
+        &[("routes.yaml", &routing_manifests(&alpha, &beta, &gamma))],
+        &["--configmap", "default/sluice-config"],
+    );
+    let cases: &[(&str, &str, Option<&str>, u16)] = &[
+        ("app.example", "/", Some("alpha"), 200),
+        ("APP.example:8080", "/x/y", Some("alpha"), 200),
+        ("app.example", "/api", Some("beta"), 200),
+        ("app.example", "/api/x", Some("beta"), 200),
+        ("app.example", "/apix", Some("alpha"), 200),
+        ("app.example", "/api/exact", Some("gamma"), 200),
+        ("app.example", "/api/exact/", Some("beta"), 200),
+        ("app.example", "/api/exact?q=1", Some("gamma"), 200),
+        ("x.wild.example", "/", Some("gamma"), 200),
+        ("a.b.wild.example", "/", None, 404),
+        ("other.example", "/hostless/a", Some("beta"), 200),
+        ("x.wild.example", "/hostless", Some("gamma"), 200),
+        ("other.example", "/", None, 404),
+        ("app.example", "/missing", None, 503),
+        ("app.example", "/down", None, 502),
+    ];
+    for (host, path, backend, status) in cases {
+        let r = s.get(host, path);
+        assert_eq!(r.status, *status, "{host}{path}: {r:?}");
+        assert_eq!(r.backend(), *backend, "{host}{path}");
+    }
+    let r = s.get("other.example", "/");
+    assert!(
+        r.body.contains("<title>404 Not Found</title>"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.headers["content-type"], "text/html");
+    let r = s.get("app.example", "/missing");
+    assert!(
+        r.body.contains("503 Service Temporarily Unavailable"),
+        "{}",
+        r.body
+    );
+    let r = s.get("app.example", "/down");
+    assert!(r.body.contains("502 Bad Gateway"), "{}", r.body);
+
+    // Upstream read timeout (ConfigMap proxy-read-timeout: 1) → 504.
+    let started = Instant::now();
+    let r = s.get("app.example", "/slow?sleep_ms=3000");
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The access log has a line per request in ingress-nginx's upstream format.
+    let log = s.access_logs();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"GET /api/exact?q=1 HTTP/1.1\" 200"))
+        .unwrap_or_else(|| panic!("no access-log line:\n{log}"));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains(&format!("[default-gamma-80] [] {} ", gamma.addr)),
+        "{line}"
+    );
+    assert!(s.logs().contains("PathConflict"), "{}", s.logs());
+}
+
+#[test]
+fn forwards_ingress_nginx_headers_h2c_bodies_and_websockets() {
+    let (alpha, beta, gamma) = (
+        Echo::start("alpha"),
+        Echo::start("beta"),
+        Echo::start("gamma"),
+    );
+    let s = Sluice::start(
+        &[("routes.yaml", &routing_manifests(&alpha, &beta, &gamma))],
+        &[],
+    );
+
+    let r = support::Reply::from(
+        client()
+            .get(s.url("/headers?x=1"))
+            .header("Host", "app.example")
+            .header("X-Forwarded-For", "203.0.113.9")
+            .header("Connection", "keep-alive, X-Hop")
+            .header("X-Hop", "secret")
+            .header("Proxy", "http://attacker.example")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(r.status, 200);
+    let seen = |n: &str| r.seen_header(n);
+    assert_eq!(seen("host").as_deref(), Some("app.example"));
+    assert_eq!(seen("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        seen("x-original-forwarded-for").as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(seen("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen("x-forwarded-host").as_deref(), Some("app.example"));
+    assert_eq!(seen("x-forwarded-port"), Some(s.http.port().to_string()));
+    assert_eq!(seen("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen("x-forwarded-scheme").as_deref(), Some("http"));
+    assert_eq!(seen("x-scheme").as_deref(), Some("http"));
+    let id = seen("x-request-id").unwrap();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_eq!(seen("x-hop"), None, "connection-nominated header leaked");
+    assert_eq!(seen("proxy"), None);
+    assert_eq!(r.echoed()["uri"], "/headers?x=1");
+    // An incoming request id is kept.
+    let r = support::Reply::from(
+        client()
+            .get(s.url("/"))
+            .header("Host", "app.example")
+            .header("X-Request-ID", "abc-123")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(r.seen_header("x-request-id").as_deref(), Some("abc-123"));
+
+    // h2c from the client (curl, prior knowledge), HTTP/1.1 to the backend.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-H",
+            "Host: app.example",
+            "-w",
+            "\n%{http_version}",
+        ])
+        .arg(s.url("/h2"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, version) = text.rsplit_once('\n').unwrap();
+    assert_eq!(version, "2", "{text}");
+    let echoed: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(echoed["backend"], "alpha");
+    assert_eq!(echoed["headers"]["host"], "app.example");
+
+    // Request and response bodies stream through intact.
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let resp = client()
+        .post(s.url("/upload?echo_body=1"))
+        .header("Host", "app.example")
+        .body(payload.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().unwrap().as_ref(), payload.as_slice());
+
+    // WebSocket upgrade with no annotation.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+        let mut req = format!("ws://{}/ws", s.http).into_client_request().unwrap();
+        req.headers_mut()
+            .insert("host", "app.example".parse().unwrap());
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        assert_eq!(resp.status(), 101);
+        let hello = ws.next().await.unwrap().unwrap();
+        assert_eq!(hello, Message::text("hello from alpha"));
+        for i in 0..5 {
+            ws.send(Message::text(format!("ping-{i}"))).await.unwrap();
+            assert_eq!(
+                ws.next().await.unwrap().unwrap(),
+                Message::text(format!("ping-{i}"))
+            );
+        }
+        ws.close(None).await.unwrap();
+    });
+}
+
+fn reload_manifests(target: &str, default: Option<&str>, alpha: &Echo, beta: &Echo) -> String {
+    let mut m = String::from(INGRESS_CLASS);
+    m += &ingress(
+        "reload",
+        "2026-01-01T00:00:00Z",
+        Some("reload.example"),
+        &[("Prefix", "/", target)],
+    );
+    if let Some(d) = default {
+        m += &format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: fallback, namespace: default}}\nspec:\n  ingressClassName: nginx\n  defaultBackend: {{service: {{name: {d}, port: {{number: 80}}}}}}\n"
+        );
+    }
+    m += &alpha.manifests("alpha");
+    m += &beta.manifests("beta");
+    m
+}
+
+#[test]
+fn hot_reload_is_fast_and_loses_no_request() {
+    let (alpha, beta) = (Echo::start("alpha"), Echo::start("beta"));
+    let s = Sluice::start(
+        &[("app.yaml", &reload_manifests("alpha", None, &alpha, &beta))],
+        &[],
+    );
+    assert_eq!(s.get("reload.example", "/").backend(), Some("alpha"));
+    assert_eq!(s.get("unknown.example", "/").status, 404);
+
+    // A changed Ingress serves its new route within one second.
+    s.write("app.yaml", &reload_manifests("beta", None, &alpha, &beta));
+    let took = s.wait_for("reload.example", "/", Duration::from_secs(1), |r| {
+        r.backend() == Some("beta")
+    });
+    eprintln!("change live after {took:?}");
+    // A new default backend takes unmatched requests.
+    s.write(
+        "app.yaml",
+        &reload_manifests("beta", Some("alpha"), &alpha, &beta),
+    );
+    s.wait_for("unknown.example", "/", Duration::from_secs(1), |r| {
+        r.backend() == Some("alpha")
+    });
+
+    // A client sending continuously while the manifests change 50 times sees no failure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed, failures) =
+                (stop.clone(), ok.clone(), failed.clone(), failures.clone());
+            let url = s.url("/load");
+            std::thread::spawn(move || {
+                let c = client();
+                while !stop.load(Ordering::Relaxed) {
+                    let outcome = c
+                        .get(&url)
+                        .header("Host", "reload.example")
+                        .send()
+                        .and_then(|r| Ok((r.status(), r.bytes()?)));
+                    match outcome {
+                        Ok((status, _)) if status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            failures.lock().unwrap().push(format!("{other:?}"));
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    for i in 0..50 {
+        let target = if i % 2 == 0 { "alpha" } else { "beta" };
+        s.write(
+            "app.yaml",
+            &reload_manifests(target, Some("alpha"), &alpha, &beta),
+        );
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{ok} requests succeeded, {failed} failed during 50 reloads");
+    assert_eq!(failed, 0, "{:?}", failures.lock().unwrap());
+    assert!(ok > 100, "too few requests to mean anything: {ok}");
+    let generations = s.logs().matches("published routing table").count();
+    assert!(
+        generations >= 40,
+        "expected ~50 rebuilds, saw {generations}"
+    );
+}
+
+#[test]
+fn bad_input_never_takes_down_other_routes() {
+    let alpha = Echo::start("alpha");
+    let good = format!(
+        "{INGRESS_CLASS}{}{}",
+        ingress(
+            "good",
+            "2026-01-01T00:00:00Z",
+            Some("good.example"),
+            &[("Prefix", "/", "alpha")]
+        ),
+        alpha.manifests("alpha")
+    );
+    let bad_path = ingress(
+        "badpath",
+        "2026-01-01T00:00:00Z",
+        Some("paths.example"),
+        &[("Exact", "foo", "alpha"), ("Prefix", "/ok", "alpha")],
+    );
+    let missing = ingress(
+        "nosvc",
+        "2026-01-01T00:00:00Z",
+        Some("missing.example"),
+        &[("Prefix", "/", "ghost")],
+    );
+    let unknown =
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 1}\n";
+    let s = Sluice::start(
+        &[
+            ("good.yaml", &good),
+            (
+                "broken.yaml",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: x\n  oops: [\n",
+            ),
+            ("badpath.yaml", &bad_path),
+            ("missing.yaml", &missing),
+            ("deploy.yml", unknown),
+        ],
+        &[],
+    );
+    assert_eq!(s.get("good.example", "/").backend(), Some("alpha"));
+    assert_eq!(s.get("paths.example", "/ok/1").backend(), Some("alpha"));
+    assert_eq!(s.get("paths.example", "/foo").status, 404);
+    assert_eq!(s.get("missing.example", "/").status, 503);
+    let logs = s.logs();
+    assert!(logs.contains("broken.yaml:"), "file not named:\n{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("InvalidPath") && l.contains("name=badpath")),
+        "invalid path warning does not name the Ingress:\n{logs}"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("ghost") && l.contains("name=nosvc")),
+        "missing Service warning does not name the Ingress:\n{logs}"
+    );
+
+    // Breaking a good file keeps its last good objects serving.
+    s.write(
+        "good.yaml",
+        &good.replace("kind: Ingress", "kind: Ingress\n  : : ["),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        s.logs().contains("keeping the last good version"),
+        "{}",
+        s.logs()
+    );
+    for _ in 0..20 {
+        assert_eq!(s.get("good.example", "/").backend(), Some("alpha"));
+    }
+    // Fixing the broken file brings its objects in.
+    s.write(
+        "broken.yaml",
+        &ingress(
+            "fixed",
+            "2026-01-01T00:00:00Z",
+            Some("fixed.example"),
+            &[("Prefix", "/", "alpha")],
+        ),
+    );
+    s.wait_for("fixed.example", "/", Duration::from_secs(1), |r| {
+        r.backend() == Some("alpha")
+    });
+}

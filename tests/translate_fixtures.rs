@@ -1,0 +1,210 @@
+//! Translation fixtures: each `tests/fixtures/<case>/input.yaml` (multi-document
+//! manifests, decoded by the same code as standalone mode) is translated and checked
+//! against `expect.yaml`: routing decisions for requests, and the exact set of warnings.
+//!
+//! `expect.yaml`:
+//! ```yaml
+//! config: {ingressClass: nginx, controllerClass: x, watchIngressWithoutClass: true,
+//!          defaultBackendService: ns/name}      # all optional
+//! requests:
+//! - {host: a.example, path: /x, backend: ns/svc:80}          # routed, has endpoints
+//! - {host: a.example, path: /y, backend: ns/svc:80, status: 503}  # routed, no endpoints
+//! - {host: a.example, path: /z, status: 404}                 # no route, no default
+//! - {host: a.example, path: /d, backend: ns/svc:80, default: true}  # via default backend
+//! - {..., endpoints: ["10.0.0.1:8080"]}                      # exact endpoint list
+//! - {..., external: "db.example.com:5432"}                   # ExternalName target
+//! warnings:                                                  # exact set; omitted = none
+//! - {kind: Ingress, name: web, reason: InvalidPath}
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use sluice::config::{ObjectRef, TranslateConfig};
+use sluice::routing::{normalize_path, Endpoints, Match};
+use sluice::source::Snapshot;
+use sluice::translate::translate;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FixtureConfig {
+    ingress_class: Option<String>,
+    controller_class: Option<String>,
+    #[serde(default)]
+    watch_ingress_without_class: bool,
+    default_backend_service: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    host: String,
+    path: String,
+    backend: Option<String>,
+    status: Option<u16>,
+    #[serde(default)]
+    default: bool,
+    endpoints: Option<Vec<String>>,
+    external: Option<String>,
+}
+
+#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[serde(deny_unknown_fields)]
+struct ExpectedWarning {
+    kind: String,
+    name: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    #[serde(default)]
+    config: FixtureConfig,
+    requests: Vec<Request>,
+    #[serde(default)]
+    warnings: Vec<ExpectedWarning>,
+}
+
+fn snapshot_from(path: &Path) -> Snapshot {
+    // The same reading and assembly as standalone mode (Endpoints mirrored, timestamps kept).
+    let text = std::fs::read_to_string(path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.yaml"), &text).unwrap();
+    let mut md = sluice::source::manifests::ManifestDir::new(dir.path());
+    let loaded = md.load().unwrap();
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    loaded.snapshot
+}
+
+fn run_case(dir: &Path) -> Result<(), String> {
+    let snapshot = snapshot_from(&dir.join("input.yaml"));
+    let expect: Expect =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("expect.yaml")).unwrap())
+            .map_err(|e| format!("expect.yaml: {e}"))?;
+    let mut config = TranslateConfig::default();
+    if let Some(c) = expect.config.ingress_class {
+        config.ingress_class = c;
+    }
+    if let Some(c) = expect.config.controller_class {
+        config.controller_class = c;
+    }
+    config.watch_without_class = expect.config.watch_ingress_without_class;
+    config.default_backend_service = expect
+        .config
+        .default_backend_service
+        .map(|s| s.parse::<ObjectRef>().unwrap());
+
+    let t = translate(&snapshot, &config);
+    let mut errors = Vec::new();
+    for r in &expect.requests {
+        let path = normalize_path(&r.path).map_err(|e| format!("{}: {e:?}", r.path))?;
+        let got = t.table.lookup(&r.host, &path);
+        let what = format!("{} {}", r.host, r.path);
+        let (route, via_default) = match got {
+            Match::Rule(route) => (Some(route), false),
+            Match::Default(route) => (Some(route), true),
+            Match::NotFound => (None, false),
+        };
+        let Some(route) = route else {
+            if r.status != Some(404) || r.backend.is_some() {
+                errors.push(format!(
+                    "{what}: got 404, want {:?} {:?}",
+                    r.backend, r.status
+                ));
+            }
+            continue;
+        };
+        let b = &route.backend;
+        let got_backend = format!("{}/{}:{}", b.namespace, b.service, b.port);
+        if r.backend.as_deref() != Some(got_backend.as_str()) {
+            errors.push(format!(
+                "{what}: got backend {got_backend}, want {:?}",
+                r.backend
+            ));
+            continue;
+        }
+        if via_default != r.default {
+            errors.push(format!(
+                "{what}: via default backend = {via_default}, want {}",
+                r.default
+            ));
+        }
+        let got_status = if b.has_endpoints() { 200 } else { 503 };
+        if got_status != r.status.unwrap_or(200) {
+            errors.push(format!(
+                "{what}: status {got_status}, want {:?} ({:?})",
+                r.status, b.endpoints
+            ));
+        }
+        if let Some(want) = &r.endpoints {
+            let got: Vec<String> = match &b.endpoints {
+                Endpoints::Addrs(a) => a.iter().map(|x| x.to_string()).collect(),
+                other => vec![format!("{other:?}")],
+            };
+            if &got != want {
+                errors.push(format!("{what}: endpoints {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.external {
+            let got = match &b.endpoints {
+                Endpoints::External { host, port } => format!("{host}:{port}"),
+                other => format!("{other:?}"),
+            };
+            if &got != want {
+                errors.push(format!("{what}: external {got}, want {want}"));
+            }
+        }
+    }
+    let got_warnings: BTreeSet<ExpectedWarning> = t
+        .warnings
+        .iter()
+        .map(|w| ExpectedWarning {
+            kind: w.kind.to_string(),
+            name: w.name.clone(),
+            reason: w.reason.to_string(),
+        })
+        .collect();
+    let want_warnings: BTreeSet<ExpectedWarning> = expect.warnings.into_iter().collect();
+    if got_warnings != want_warnings {
+        errors.push(format!(
+            "warnings: got {got_warnings:?}, want {want_warnings:?}; messages: {:?}",
+            t.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>()
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n  "))
+    }
+}
+
+#[test]
+fn translation_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("expect.yaml").exists())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no fixtures under {}", root.display());
+    let mut failures = Vec::new();
+    for case in &cases {
+        if let Err(e) = run_case(case) {
+            failures.push(format!(
+                "{}:\n  {e}",
+                case.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} translation fixtures passed", cases.len());
+}
