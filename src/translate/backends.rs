@@ -6,7 +6,7 @@
 //! de-duplicated, headless Services like any other, ExternalName to a DNS name.
 //! A backend that cannot be resolved still exists and answers 503, with a warning.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -25,8 +25,13 @@ pub struct BackendIndex<'a> {
     services: HashMap<(&'a str, &'a str), &'a Service>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     /// Backends already built in this translation, shared between routes.
-    built: HashMap<(String, String, String), Arc<Backend>>,
+    built: HashMap<BackendKey, Arc<Backend>>,
+    /// (backend, referrer) pairs already warned about in this translation.
+    warned: HashSet<(BackendKey, ObjKind, String, String)>,
 }
+
+/// namespace, service, port as the Ingress named it.
+type BackendKey = (String, String, String);
 
 impl<'a> BackendIndex<'a> {
     pub fn new(services: &'a [Arc<Service>], slices: &'a [Arc<EndpointSlice>]) -> Self {
@@ -56,6 +61,7 @@ impl<'a> BackendIndex<'a> {
             services,
             slices: by_service,
             built: HashMap::new(),
+            warned: HashSet::new(),
         }
     }
 
@@ -89,30 +95,37 @@ impl<'a> BackendIndex<'a> {
             service.to_string(),
             port_label.clone(),
         );
-        if let Some(b) = self.built.get(&key) {
-            return b.clone();
-        }
-        let endpoints = self.endpoints(namespace, service, port);
+        let backend = match self.built.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let endpoints = self.endpoints(namespace, service, port);
+                let b = Arc::new(Backend::new(namespace, service, &port_label, endpoints));
+                self.built.insert(key.clone(), b.clone());
+                b
+            }
+        };
+        // Every Ingress using a broken backend is told (each gets its own Event),
+        // once per backend.
         let (kind, ref_ns, ref_name) = referrer;
-        match &endpoints {
-            Endpoints::Unavailable { reason } => warnings.push(Warning::new(
-                kind,
-                ref_ns,
-                ref_name,
+        let problem = match &backend.endpoints {
+            Endpoints::Unavailable { reason } => Some((
                 "BackendUnavailable",
                 format!("backend {namespace}/{service}:{port_label} answers 503: {reason}"),
             )),
-            Endpoints::Addrs(a) if a.is_empty() => warnings.push(Warning::new(
-                kind,
-                ref_ns,
-                ref_name,
+            Endpoints::Addrs(a) if a.is_empty() => Some((
                 "NoReadyEndpoints",
                 format!("Service {namespace}/{service} has no ready endpoints for port {port_label}; requests answer 503"),
             )),
-            _ => {}
+            _ => None,
+        };
+        if let Some((reason, message)) = problem {
+            if self
+                .warned
+                .insert((key, kind, ref_ns.to_string(), ref_name.to_string()))
+            {
+                warnings.push(Warning::new(kind, ref_ns, ref_name, reason, message));
+            }
         }
-        let backend = Arc::new(Backend::new(namespace, service, &port_label, endpoints));
-        self.built.insert(key, backend.clone());
         backend
     }
 
