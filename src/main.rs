@@ -123,7 +123,13 @@ fn main() -> anyhow::Result<()> {
     let admin_listener = control
         .block_on(sluice::admin::bind(args.admin_listen))
         .with_context(|| format!("binding admin listener {}", args.admin_listen))?;
-    control.spawn(sluice::admin::serve(admin_listener, table.clone()));
+    let readiness = sluice::admin::Readiness::new();
+    control.spawn(sluice::admin::serve(
+        admin_listener,
+        table.clone(),
+        readiness.clone(),
+    ));
+    control.spawn(sluice::admin::watch_listener(args.http_listen, readiness));
     control.spawn(async move {
         if let Err(e) = manifests::watch(manifest_dir, rebuilder).await {
             tracing::error!(error = %e, "cannot watch manifests; serving the last table without reloads");

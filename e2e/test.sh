@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, unit tests, translation
+# fixtures, and the integration tests that drive the real binaries over loopback.
+# Installs what it needs on a fresh Debian machine (run as root, or have the packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build outputs are cached between runs (CI clones afresh each time).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+need_pkgs=()
+command -v cmake >/dev/null || need_pkgs+=(cmake)
+command -v cc >/dev/null || need_pkgs+=(build-essential)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "missing packages: ${need_pkgs[*]} (install them, or run as root)" >&2
+    exit 1
+  fi
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
+for c in rustfmt clippy; do
+  cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
+done
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test (unit, fixtures, integration through the real binaries)"
+cargo test --all-targets --locked
+echo "== demo smoke test (the README's first command, checked)"
+SLUICE_DEMO_PROFILE=debug SLUICE_DEMO_PORT="${SLUICE_DEMO_PORT:-18080}" SLUICE_DEMO_ADMIN_PORT="${SLUICE_DEMO_ADMIN_PORT:-18254}" \
+  bash config/demo/run.sh --smoke
