@@ -104,13 +104,16 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
+/// Approximate size of the request head as received (nginx's header part of `$request_length`).
 fn header_bytes(req: &RequestHeader) -> usize {
+    let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
     req.headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum::<usize>()
-        + req.uri.to_string().len()
-        + 16
+        + target
+        + req.method.as_str().len()
+        + 12
 }
 
 /// Writes a response sluice generates itself, keeping the client connection open.
@@ -273,6 +276,16 @@ impl ProxyHttp for SluiceProxy {
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
         Ok(())
+    }
+
+    /// A client that went away mid-request is routine (load generators, browsers
+    /// navigating away): not worth an error line. Other failures keep Pingora's log.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
     }
 
     fn fail_to_connect(
