@@ -126,6 +126,19 @@ fn main() -> anyhow::Result<()> {
         .thread_name("sluice-control")
         .enable_all()
         .build()?;
+    // Pingora binds on its own threads and cannot report failure to us; check first,
+    // with the same SO_REUSEPORT the workers use, so a taken port is a clear error.
+    control
+        .block_on(async {
+            let sock = match args.http_listen {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            sock.set_reuseport(true)?;
+            sock.bind(args.http_listen)?;
+            sock.listen(1).map(drop)
+        })
+        .with_context(|| format!("cannot listen on {}", args.http_listen))?;
     let admin_listener = control
         .block_on(sluice::admin::bind(args.admin_listen))
         .with_context(|| format!("binding admin listener {}", args.admin_listen))?;
