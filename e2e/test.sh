@@ -29,6 +29,18 @@ for c in rustfmt clippy; do
   cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
 done
 
+# The e2e suite runs a real kube-apiserver, kube-controller-manager and etcd, built
+# from their Go modules (cached under ~/.cache/sluice/k8s; minutes cold, seconds warm).
+command -v go >/dev/null || { echo "go not found: the e2e suite builds Kubernetes from its Go modules" >&2; exit 1; }
+command -v ip >/dev/null || need_ip=1
+if [ "${need_ip:-0}" = 1 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+fi
+echo "== building the Kubernetes control plane for the e2e suite"
+SLUICE_K8S_BIN="$(bash e2e/k8s/build.sh | tail -n 1)"
+export SLUICE_K8S_BIN
+command -v kubectl >/dev/null || export PATH="$SLUICE_K8S_BIN:$PATH"
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"

@@ -9,4 +9,5 @@ pub mod config;
 pub mod proxy;
 pub mod routing;
 pub mod source;
+pub mod status;
 pub mod translate;

@@ -18,8 +18,10 @@ use tracing_subscriber::prelude::*;
 use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
 use sluice::routing::SharedTable;
+use sluice::source::kube as kube_source;
 use sluice::source::manifests::{self, ManifestDir};
 use sluice::source::Rebuilder;
+use sluice::status::{AddressSource, ElectionConfig, StatusConfig};
 
 // glibc's malloc showed up at ~7% of proxy CPU in profiles (many small per-request
 // allocations inside Pingora); mimalloc's thread-local free lists make that cheap.
@@ -31,9 +33,38 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about)]
 struct Args {
     /// Standalone mode: serve the manifests (*.yaml, *.yml, multi-document) under DIR,
-    /// reloading on every change. No cluster needed.
+    /// reloading on every change. No cluster needed. Without it sluice runs in
+    /// controller mode and watches the API server.
     #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
+
+    /// Controller mode: kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or the
+    /// in-cluster ServiceAccount).
+    #[arg(long, value_name = "PATH", env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Controller mode: only watch this namespace (repeatable; default: all namespaces).
+    #[arg(long, value_name = "NS")]
+    watch_namespace: Vec<String>,
+
+    /// Controller mode: copy this LoadBalancer Service's (namespace/name) address into
+    /// the status of every served Ingress.
+    #[arg(long, value_name = "NS/NAME")]
+    publish_service: Option<ObjectRef>,
+
+    /// Controller mode: publish these addresses (IPs or host names, comma-separated) in
+    /// Ingress status instead of the publish Service's.
+    #[arg(long, value_name = "ADDR[,ADDR]", value_delimiter = ',')]
+    publish_status_address: Vec<String>,
+
+    /// Controller mode: name of the coordination.k8s.io Lease used for leader election
+    /// (in $POD_NAMESPACE, default `default`). Only the leader writes status and Events.
+    #[arg(long, default_value = "sluice-leader")]
+    election_id: String,
+
+    /// Controller mode: seconds a leader's Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    election_lease_duration: u64,
 
     /// Plain HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
@@ -96,6 +127,19 @@ fn init_logging() {
         .init();
 }
 
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging();
@@ -109,17 +153,6 @@ fn main() -> anyhow::Result<()> {
     };
     let table = SharedTable::new();
     let mut rebuilder = Rebuilder::new(translate_config, table.clone());
-
-    let Some(dir) = args.manifests.clone() else {
-        bail!("controller mode (watching the API server) is not implemented yet; run with --manifests DIR");
-    };
-    if !dir.is_dir() {
-        bail!("--manifests {}: not a directory", dir.display());
-    }
-    // The first table is published before any listener opens.
-    let mut manifest_dir = ManifestDir::new(&dir);
-    manifests::load_and_publish(&mut manifest_dir, &mut rebuilder)
-        .with_context(|| format!("reading {}", dir.display()))?;
 
     let control = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -148,12 +181,73 @@ fn main() -> anyhow::Result<()> {
         table.clone(),
         readiness.clone(),
     ));
-    control.spawn(sluice::admin::watch_listener(args.http_listen, readiness));
-    control.spawn(async move {
-        if let Err(e) = manifests::watch(manifest_dir, rebuilder).await {
-            tracing::error!(error = %e, "cannot watch manifests; serving the last table without reloads");
+
+    match &args.manifests {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!("--manifests {}: not a directory", dir.display());
+            }
+            let mut manifest_dir = ManifestDir::new(dir);
+            manifests::load_and_publish(&mut manifest_dir, &mut rebuilder)
+                .with_context(|| format!("reading {}", dir.display()))?;
+            control.spawn(async move {
+                if let Err(e) = manifests::watch(manifest_dir, rebuilder).await {
+                    tracing::error!(error = %e, "cannot watch manifests; serving the last table without reloads");
+                }
+            });
         }
-    });
+        None => {
+            let client = control
+                .block_on(kube_client(args.kubeconfig.as_deref()))
+                .context("connecting to the Kubernetes API server")?;
+            let watch = kube_source::WatchConfig {
+                namespaces: args.watch_namespace.clone(),
+                configmap: args.configmap.clone(),
+                publish_service: args.publish_service.clone(),
+            };
+            let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "sluice".into());
+                format!("{host}-{}", std::process::id())
+            });
+            let status_config = StatusConfig {
+                address: AddressSource {
+                    publish_service: args.publish_service.clone(),
+                    publish_status_address: args.publish_status_address.clone(),
+                },
+                election: ElectionConfig {
+                    namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+                    name: args.election_id.clone(),
+                    identity,
+                    lease_duration: std::time::Duration::from_secs(
+                        args.election_lease_duration.max(2),
+                    ),
+                },
+            };
+            let (status_tx, status_rx) = tokio::sync::watch::channel(None);
+            let (leading_tx, _) = tokio::sync::watch::channel(false);
+            rebuilder = rebuilder.with_status(status_tx);
+            control.spawn(sluice::status::run(
+                client.clone(),
+                status_config,
+                status_rx,
+                leading_tx,
+            ));
+            let changed = Arc::new(tokio::sync::Notify::new());
+            let stores = {
+                let _guard = control.enter();
+                kube_source::Stores::start(&client, &watch, changed.clone())
+            };
+            control.spawn(kube_source::run(stores, changed, rebuilder));
+            info!("waiting for the initial list of every watched kind");
+        }
+    }
+    // The listeners open only once the first complete table is published.
+    while !table.is_ready() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    control.spawn(sluice::admin::watch_listener(args.http_listen, readiness));
 
     let workers = args
         .workers

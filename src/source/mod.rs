@@ -4,6 +4,7 @@
 //! and triggering rebuilds. Must not build routes: that is translation's job, so
 //! every source feeds the same translate → table → proxy path.
 
+pub mod kube;
 pub mod manifests;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::config::TranslateConfig;
 use crate::routing::SharedTable;
+use crate::status::StatusInput;
 use crate::translate::{translate, Warning};
 
 /// Turns snapshots into published tables and reports what translation warned about.
@@ -40,6 +42,8 @@ pub struct Rebuilder {
     /// Warnings of the previous build: each is logged when it first appears, not on
     /// every rebuild while it persists.
     last_warnings: HashSet<Warning>,
+    /// Controller mode: where the status writer picks up each rebuild.
+    status: Option<tokio::sync::watch::Sender<Option<Arc<StatusInput>>>>,
 }
 
 impl Rebuilder {
@@ -48,7 +52,17 @@ impl Rebuilder {
             config,
             table,
             last_warnings: HashSet::new(),
+            status: None,
         }
+    }
+
+    /// Also hands every rebuild to the status writer.
+    pub fn with_status(
+        mut self,
+        tx: tokio::sync::watch::Sender<Option<Arc<StatusInput>>>,
+    ) -> Rebuilder {
+        self.status = Some(tx);
+        self
     }
 
     pub fn table(&self) -> &Arc<SharedTable> {
@@ -83,6 +97,13 @@ impl Rebuilder {
             build_ms = started.elapsed().as_secs_f64() * 1e3,
             "published routing table"
         );
+        if let Some(tx) = &self.status {
+            let _ = tx.send(Some(Arc::new(StatusInput {
+                snapshot: snapshot.clone(),
+                served: t.served.into_iter().collect(),
+                warnings: t.warnings.clone(),
+            })));
+        }
         self.last_warnings = t.warnings.into_iter().collect();
         generation
     }

@@ -210,10 +210,20 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         paths,
         backends: backends.backend_count(),
     };
+    let served = served
+        .iter()
+        .map(|i| {
+            (
+                namespace_of(&i.metadata).to_string(),
+                i.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
     Translation {
         table,
         warnings,
         ignored_ingresses,
+        served,
     }
 }
 

@@ -79,6 +79,8 @@ pub struct Translation {
     pub warnings: Vec<Warning>,
     /// Ingresses that belong to another class (not warned about: they are not ours).
     pub ignored_ingresses: usize,
+    /// (namespace, name) of every Ingress this table serves (for status).
+    pub served: Vec<(String, String)>,
 }
 
 /// Builds a complete routing table from a snapshot. Pure and deterministic.

@@ -2,6 +2,8 @@
 //! Every process is killed when its handle drops, so a failing test cleans up too.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

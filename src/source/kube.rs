@@ -1,0 +1,231 @@
+//! Controller mode: the API server as the object source.
+//!
+//! Owns one kube-runtime reflector per watched kind (and per namespace with
+//! `--watch-namespace`): Ingress, IngressClass, Service, EndpointSlice, Secret (only
+//! `type=kubernetes.io/tls`, by field selector) and the `--configmap` ConfigMap. Cached
+//! objects are trimmed (managedFields, last-applied annotations, Secret data other than
+//! the certificate and key) so memory follows what translation reads.
+//!
+//! Nothing is published until every reflector has finished its initial list; after
+//! that any change triggers a debounced rebuild. A failing watch backs off and
+//! re-lists; the reflector swaps its store only when the new list is complete, so the
+//! last table keeps serving meanwhile.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::{Rebuilder, Snapshot};
+use crate::config::ObjectRef;
+
+/// What to watch.
+#[derive(Debug, Clone, Default)]
+pub struct WatchConfig {
+    /// Empty: all namespaces.
+    pub namespaces: Vec<String>,
+    pub configmap: Option<ObjectRef>,
+    /// `--publish-service`: watched too when outside the watched namespaces.
+    pub publish_service: Option<ObjectRef>,
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn trim_meta<K: ResourceExt>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    obj.annotations_mut().remove(LAST_APPLIED);
+}
+
+fn trim_secret(s: &mut Secret) {
+    trim_meta(s);
+    if let Some(data) = s.data.as_mut() {
+        data.retain(|k, _| k == "tls.crt" || k == "tls.key" || k == "ca.crt");
+    }
+    s.string_data = None;
+}
+
+/// The reflector stores of every watched kind.
+pub struct Stores {
+    ingresses: Vec<Store<Ingress>>,
+    ingress_classes: Vec<Store<IngressClass>>,
+    services: Vec<Store<Service>>,
+    endpoint_slices: Vec<Store<EndpointSlice>>,
+    secrets: Vec<Store<Secret>>,
+    config_maps: Vec<Store<ConfigMap>>,
+}
+
+impl Stores {
+    /// Starts every reflector; `changed` is notified on each change after its first list.
+    pub fn start(client: &Client, config: &WatchConfig, changed: Arc<Notify>) -> Stores {
+        let apis = |ns: &[String]| -> Vec<Option<String>> {
+            if ns.is_empty() {
+                vec![None]
+            } else {
+                ns.iter().cloned().map(Some).collect()
+            }
+        };
+        let scopes = apis(&config.namespaces);
+        macro_rules! per_scope {
+            ($k:ty, $wc:expr, $trim:expr) => {
+                scopes
+                    .iter()
+                    .map(|ns| {
+                        let api: Api<$k> = match ns {
+                            Some(ns) => Api::namespaced(client.clone(), ns),
+                            None => Api::all(client.clone()),
+                        };
+                        reflect(api, $wc, $trim, changed.clone())
+                    })
+                    .collect::<Vec<_>>()
+            };
+        }
+        let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
+        let config_maps = match &config.configmap {
+            Some(cm) => vec![reflect(
+                Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace),
+                watcher::Config::default().fields(&format!("metadata.name={}", cm.name)),
+                trim_meta,
+                changed.clone(),
+            )],
+            None => Vec::new(),
+        };
+        let mut services = per_scope!(Service, watcher::Config::default(), trim_meta);
+        if let Some(ps) = &config.publish_service {
+            if !config.namespaces.is_empty() && !config.namespaces.contains(&ps.namespace) {
+                services.push(reflect(
+                    Api::<Service>::namespaced(client.clone(), &ps.namespace),
+                    watcher::Config::default().fields(&format!("metadata.name={}", ps.name)),
+                    trim_meta,
+                    changed.clone(),
+                ));
+            }
+        }
+        Stores {
+            ingresses: per_scope!(Ingress, watcher::Config::default(), trim_meta),
+            ingress_classes: vec![reflect(
+                Api::<IngressClass>::all(client.clone()),
+                watcher::Config::default(),
+                trim_meta,
+                changed.clone(),
+            )],
+            services,
+            endpoint_slices: per_scope!(EndpointSlice, watcher::Config::default(), trim_meta),
+            secrets: per_scope!(Secret, tls.clone(), trim_secret),
+            config_maps,
+        }
+    }
+
+    /// Waits until every reflector has completed its initial list.
+    pub async fn wait_until_ready(&self) {
+        macro_rules! wait_all {
+            ($($stores:expr),*) => {
+                $(for s in &$stores {
+                    let _ = s.wait_until_ready().await;
+                })*
+            };
+        }
+        wait_all!(
+            self.ingresses,
+            self.ingress_classes,
+            self.services,
+            self.endpoint_slices,
+            self.secrets,
+            self.config_maps
+        );
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        fn all<K: Resource + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>>
+        where
+            K::DynamicType: Eq + Hash + Clone,
+        {
+            stores.iter().flat_map(|s| s.state()).collect()
+        }
+        Snapshot {
+            ingresses: all(&self.ingresses),
+            ingress_classes: all(&self.ingress_classes),
+            services: all(&self.services),
+            endpoint_slices: all(&self.endpoint_slices),
+            secrets: all(&self.secrets),
+            config_maps: all(&self.config_maps),
+        }
+    }
+}
+
+/// One reflector: a store kept in sync by a watch, and a task driving it.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    changed: Arc<Notify>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let (reader, writer) = reflector::store();
+    let stream = watcher::watcher(api, config)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut listed = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::InitDone) => {
+                    if !listed {
+                        info!(%kind, "initial list complete");
+                    }
+                    listed = true;
+                    changed.notify_one();
+                }
+                Ok(Event::Apply(_) | Event::Delete(_)) => changed.notify_one(),
+                Ok(Event::Init | Event::InitApply(_)) => {}
+                Err(e) => {
+                    warn!(%kind, error = %e, "watch failed; re-listing with backoff, serving the last table")
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// How long the watch must be quiet before a rebuild, and the longest a burst of
+/// changes can delay one.
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(20);
+const DEBOUNCE_MAX: Duration = Duration::from_millis(100);
+
+/// Runs controller mode until the runtime stops: first table after every initial list,
+/// then a rebuild per (debounced) change.
+pub async fn run(stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuilder) {
+    stores.wait_until_ready().await;
+    info!("every watched kind listed; publishing the first table");
+    rebuilder.rebuild(&stores.snapshot());
+    loop {
+        changed.notified().await;
+        let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
+        loop {
+            tokio::select! {
+                _ = changed.notified() => {
+                    if tokio::time::Instant::now() >= deadline { break; }
+                }
+                _ = tokio::time::sleep(DEBOUNCE_QUIET) => break,
+            }
+        }
+        rebuilder.rebuild(&stores.snapshot());
+    }
+}

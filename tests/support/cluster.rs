@@ -1,0 +1,392 @@
+//! A real control plane for the e2e tests: etcd, kube-apiserver and
+//! kube-controller-manager started by `e2e/k8s/cluster.sh` (binaries built from the
+//! Kubernetes Go modules by `e2e/k8s/build.sh`), backends in network namespaces, and
+//! sluice running as a separate process with its own ServiceAccount token and the
+//! least-privilege RBAC of `config/rbac/sluice.yaml`.
+//! Every handle cleans up on drop, so a failing test leaves nothing behind.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The running control plane; stopped on drop.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub server: String,
+    pub ca: PathBuf,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-k8s-")
+            .tempdir()
+            .unwrap();
+        let status = Command::new("bash")
+            .arg(repo().join("e2e/k8s/cluster.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .status()
+            .expect("run cluster.sh");
+        let mut c = Cluster {
+            kubeconfig: dir.path().join("admin.kubeconfig"),
+            server: String::new(),
+            ca: PathBuf::new(),
+            dir,
+        };
+        // `c` already owns the directory, so a failed start still stops what began.
+        assert!(status.success(), "cluster.sh start failed");
+        let env = std::fs::read_to_string(c.dir.path().join("env")).unwrap();
+        let var = |name: &str| {
+            env.lines()
+                .find_map(|l| {
+                    l.trim_start_matches("export ")
+                        .strip_prefix(&format!("{name}="))
+                        .map(|v| v.trim_matches(|ch| ch == '"' || ch == '\'').to_string())
+                })
+                .unwrap_or_else(|| panic!("{name} missing from cluster env:\n{env}"))
+        };
+        c.server = var("SLUICE_K8S_SERVER");
+        c.ca = PathBuf::from(var("SLUICE_K8S_CA"));
+        c
+    }
+
+    /// Runs kubectl as the admin; panics with its output on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_stdin(args, None)
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.try_kubectl(args, stdin);
+        match out {
+            Ok(s) => s,
+            Err(e) => panic!("kubectl {args:?} failed: {e}"),
+        }
+    }
+
+    pub fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    pub fn apply(&self, yaml: &str) {
+        self.kubectl_stdin(&["apply", "-f", "-"], Some(yaml));
+    }
+
+    /// A kubeconfig for sluice's own ServiceAccount (RBAC from config/rbac/sluice.yaml).
+    pub fn sluice_kubeconfig(&self) -> PathBuf {
+        let rbac = std::fs::read_to_string(repo().join("config/rbac/sluice.yaml")).unwrap();
+        self.apply(&rbac);
+        let token = self
+            .kubectl(&[
+                "create",
+                "token",
+                "sluice",
+                "-n",
+                "sluice-system",
+                "--duration=2h",
+            ])
+            .trim()
+            .to_string();
+        let path = self.dir.path().join("sluice.kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: sluice\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: sluice}}\ncurrent-context: e2e\n",
+                self.server,
+                self.ca.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Creates the Node the test Pods are "scheduled" on.
+    pub fn ensure_node(&self) {
+        self.apply("apiVersion: v1\nkind: Node\nmetadata: {name: e2e-node}\n");
+    }
+
+    /// Creates a Pod bound to the test Node and marks it Running with `ip`, ready or not.
+    pub fn pod(&self, ns: &str, name: &str, labels: &str, ip: &str, ready: bool) {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{labels}}}}}\nspec:\n  nodeName: e2e-node\n  terminationGracePeriodSeconds: 300\n  containers: [{{name: app, image: none, ports: [{{name: http, containerPort: 8080}}]}}]\n"
+        ));
+        self.set_pod_ready(ns, name, ip, ready);
+    }
+
+    pub fn set_pod_ready(&self, ns: &str, name: &str, ip: &str, ready: bool) {
+        let status = if ready { "True" } else { "False" };
+        let patch = format!(
+            "{{\"status\":{{\"phase\":\"Running\",\"podIP\":\"{ip}\",\"podIPs\":[{{\"ip\":\"{ip}\"}}],\"conditions\":[{{\"type\":\"Ready\",\"status\":\"{status}\"}}]}}}}"
+        );
+        self.kubectl(&[
+            "patch",
+            "pod",
+            name,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+    }
+
+    pub fn namespace(&self, ns: &str) {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+        ));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("e2e/k8s/cluster.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A network namespace joined to the host by a veth pair: host side `10.244.N.1/24`,
+/// backends inside on `10.244.N.2` and up. Deleted (with its processes) on drop.
+pub struct NetNs {
+    pub name: String,
+    host_if: String,
+    pub subnet: u8,
+    children: Vec<Child>,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    pub fn create(subnet: u8) -> NetNs {
+        let tag = format!("{}{subnet}", std::process::id() % 100_000);
+        let name = format!("sluice-e2e-{tag}");
+        let host_if = format!("sle{tag}h");
+        let peer_if = format!("sle{tag}c");
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        ip(&["netns", "add", &name]);
+        let ns = NetNs {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            subnet,
+            children: Vec::new(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
+        ]);
+        ip(&["link", "set", &peer_if, "netns", &name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.244.{subnet}.1/24"),
+            "dev",
+            &host_if,
+        ]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &peer_if, "up"]);
+        ns
+    }
+
+    fn peer_if(&self) -> String {
+        self.host_if.trim_end_matches('h').to_string() + "c"
+    }
+
+    /// Starts a sluice-echo named `name` on `10.244.N.host:8080` inside the namespace.
+    pub fn backend(&mut self, host: u8, name: &str) -> SocketAddr {
+        let addr: SocketAddr = format!("10.244.{}.{host}:8080", self.subnet)
+            .parse()
+            .unwrap();
+        ip(&[
+            "netns",
+            "exec",
+            &self.name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", addr.ip()),
+            "dev",
+            &self.peer_if(),
+        ]);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .arg(env!("CARGO_BIN_EXE_sluice-echo"))
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--name",
+                name,
+                "--threads",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.contains("listening"), "backend {name}: {line:?}");
+        self.children.push(child);
+        addr
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+    }
+}
+
+/// sluice in controller mode against the test cluster.
+pub struct Controller {
+    child: Child,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl Controller {
+    pub fn start(kubeconfig: &Path, extra: &[&str]) -> Controller {
+        let http: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
+        let log = tempfile::Builder::new()
+            .prefix("sluice-controller-")
+            .suffix(".log")
+            .tempfile()
+            .unwrap()
+            .into_temp_path()
+            .keep()
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--http-listen", &http.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--workers", "1", "--no-access-log"])
+            .args(extra)
+            .env("POD_NAMESPACE", "sluice-system")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let c = Controller {
+            child,
+            http,
+            admin,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = super::client();
+        loop {
+            let ready = client
+                .get(format!("http://{admin}/readyz"))
+                .send()
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sluice not ready:\n{}", c.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, host: &str, path: &str) -> Result<super::Reply, reqwest::Error> {
+        super::client()
+            .get(format!("http://{}{path}", self.http))
+            .header("Host", host)
+            .send()
+            .map(super::Reply::from)
+    }
+
+    /// Polls until `check` holds, panicking with the controller log after `limit`.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&Controller) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if check(self) {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("{what}: not within {limit:?}\n{}", self.logs());
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
