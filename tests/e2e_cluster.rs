@@ -41,6 +41,7 @@ fn ingress_status_ips(cluster: &Cluster, ns: &str, name: &str) -> String {
 
 #[test]
 fn controller_mode_against_a_real_apiserver() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = Cluster::start();
     let kubeconfig = cluster.sluice_kubeconfig();
     cluster.ensure_node();
@@ -163,5 +164,193 @@ fn controller_mode_against_a_real_apiserver() {
                 .is_ok_and(|r| r.backend() == Some("healed"))
         },
     );
+    drop(net);
+}
+
+/// Serialises the scenarios: each starts its own control plane, and two at once would
+/// only fight over the machine's two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn pod_with_service(cluster: &Cluster, net: &mut NetNs, ns: &str, host: u8, name: &str) {
+    let addr = net.backend(host, name);
+    cluster.pod(
+        ns,
+        name,
+        &format!("app: {name}"),
+        &addr.ip().to_string(),
+        true,
+    );
+    cluster.apply(&service(ns, name, name));
+}
+
+fn paths_ingress(ns: &str, name: &str, host: Option<&str>, paths: &[(&str, &str, &str)]) -> String {
+    let mut s = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - "
+    );
+    if let Some(h) = host {
+        s += &format!("host: \"{h}\"\n    ");
+    }
+    s += "http:\n      paths:\n";
+    for (kind, path, svc) in paths {
+        s += &format!("      - {{path: {path}, pathType: {kind}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n");
+    }
+    s
+}
+
+#[test]
+fn ingress_conformance_and_service_shapes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start();
+    let kubeconfig = cluster.sluice_kubeconfig();
+    cluster.ensure_node();
+    cluster.apply(CLASSES);
+    let mut net = NetNs::create(78);
+    let ns = "e2e-conf";
+    cluster.namespace(ns);
+    for (i, name) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+        pod_with_service(&cluster, &mut net, ns, 10 + i as u8, name);
+    }
+    cluster.apply(&paths_ingress(
+        ns,
+        "rules",
+        Some("exact.example"),
+        &[
+            ("Exact", "/foo", "a"),
+            ("Prefix", "/aaa/bbb", "b"),
+            ("Prefix", "/", "c"),
+        ],
+    ));
+    cluster.apply(&paths_ingress(
+        ns,
+        "wild",
+        Some("*.wild.example"),
+        &[("Prefix", "/", "d")],
+    ));
+    cluster.apply(&paths_ingress(
+        ns,
+        "nohost",
+        None,
+        &[("Prefix", "/nohost", "e")],
+    ));
+    // The deprecated class annotation, and an Ingress with no class at all.
+    cluster.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: annotated\n  namespace: {ns}\n  annotations: {{kubernetes.io/ingress.class: nginx}}\nspec:\n  rules:\n  - host: anno.example\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: a, port: {{number: 80}}}}}}}}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: classless, namespace: {ns}}}\nspec:\n  rules:\n  - host: noclass.example\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: b, port: {{number: 80}}}}}}}}\n"
+    ));
+
+    // Service shapes: selector-less with hand-written Endpoints (mirrored by the real
+    // controller), multi-port by name and by number, headless.
+    let manual = net.backend(20, "manual");
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: manual, namespace: {ns}}}\nspec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {{name: manual, namespace: {ns}}}\nsubsets: [{{addresses: [{{ip: \"{}\"}}], ports: [{{name: http, port: 8080}}]}}]\n",
+        manual.ip()
+    ));
+    let multi = net.backend_on(21, 8080, "multi-web");
+    net.backend_on(21, 8081, "multi-alt");
+    cluster.pod(ns, "multi", "app: multi", &multi.ip().to_string(), true);
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: multi, namespace: {ns}}}\nspec:\n  selector: {{app: multi}}\n  ports: [{{name: web, port: 80, targetPort: 8080}}, {{name: alt, port: 81, targetPort: 8081}}]\n"
+    ));
+    let headless = net.backend(22, "headless");
+    cluster.pod(
+        ns,
+        "headless",
+        "app: headless",
+        &headless.ip().to_string(),
+        true,
+    );
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: headless, namespace: {ns}}}\nspec:\n  clusterIP: None\n  selector: {{app: headless}}\n  ports: [{{port: 80, targetPort: http}}]\n"
+    ));
+    cluster.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: shapes, namespace: {ns}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: shapes.example\n    http:\n      paths:\n      - {{path: /manual, pathType: Prefix, backend: {{service: {{name: manual, port: {{number: 80}}}}}}}}\n      - {{path: /by-name, pathType: Prefix, backend: {{service: {{name: multi, port: {{name: alt}}}}}}}}\n      - {{path: /by-number, pathType: Prefix, backend: {{service: {{name: multi, port: {{number: 80}}}}}}}}\n      - {{path: /headless, pathType: Prefix, backend: {{service: {{name: headless, port: {{number: 80}}}}}}}}\n"
+    ));
+
+    let sluice = Controller::start(&kubeconfig, &[]);
+    let expect: &[(&str, &str, Option<&str>)] = &[
+        ("exact.example", "/foo", Some("a")),
+        ("exact.example", "/foo/", Some("c")),
+        ("exact.example", "/aaa/bbb", Some("b")),
+        ("exact.example", "/aaa/bbb/ccc", Some("b")),
+        ("exact.example", "/aaa/bbbxyz", Some("c")),
+        ("x.wild.example", "/", Some("d")),
+        ("a.b.wild.example", "/", None),
+        ("other.example", "/nohost/x", Some("e")),
+        ("anno.example", "/", Some("a")),
+        ("noclass.example", "/", None),
+        ("shapes.example", "/manual", Some("manual")),
+        ("shapes.example", "/by-name", Some("multi-alt")),
+        ("shapes.example", "/by-number", Some("multi-web")),
+        ("shapes.example", "/headless", Some("headless")),
+    ];
+    let check_all = |s: &Controller| {
+        expect.iter().all(|(host, path, want)| {
+            s.get(host, path).is_ok_and(|r| match want {
+                Some(b) => r.status == 200 && r.backend() == Some(b),
+                None => r.status == 404,
+            })
+        })
+    };
+    sluice.wait_for("conformance routes", Duration::from_secs(10), check_all);
+    for (host, path, want) in expect {
+        let r = sluice.get(host, path).unwrap();
+        assert_eq!(r.backend(), *want, "{host}{path}: {r:?}");
+    }
+
+    // An Ingress with only a default backend takes every unmatched request.
+    cluster.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: fallback, namespace: {ns}}}\nspec:\n  ingressClassName: nginx\n  defaultBackend: {{service: {{name: f, port: {{number: 80}}}}}}\n"
+    ));
+    sluice.wait_for("default backend", Duration::from_secs(2), |s| {
+        s.get("unknown.example", "/")
+            .is_ok_and(|r| r.backend() == Some("f"))
+            && s.get("a.b.wild.example", "/")
+                .is_ok_and(|r| r.backend() == Some("f"))
+    });
+
+    // Without --watch-ingress-without-class the class-less Ingress was ignored; with it, served.
+    drop(sluice);
+    let sluice = Controller::start(&kubeconfig, &["--watch-ingress-without-class"]);
+    sluice.wait_for("class-less Ingress served", Duration::from_secs(5), |s| {
+        s.get("noclass.example", "/")
+            .is_ok_and(|r| r.backend() == Some("b"))
+    });
+
+    // A gracefully deleted Pod (Terminating: no kubelet ever confirms) gets no new requests.
+    let drain_ns = "e2e-drain";
+    cluster.namespace(drain_ns);
+    let term = net.backend(40, "term");
+    let keep = net.backend(41, "keep");
+    cluster.pod(drain_ns, "term", "app: drain", &term.ip().to_string(), true);
+    cluster.pod(drain_ns, "keep", "app: drain", &keep.ip().to_string(), true);
+    cluster.apply(&service(drain_ns, "drain", "drain"));
+    cluster.apply(&paths_ingress(
+        drain_ns,
+        "drain",
+        Some("drain.example"),
+        &[("Prefix", "/", "drain")],
+    ));
+    sluice.wait_for("both Pods serving", Duration::from_secs(5), |s| {
+        let seen: HashSet<_> = (0..20)
+            .filter_map(|_| {
+                s.get("drain.example", "/")
+                    .ok()?
+                    .backend()
+                    .map(str::to_string)
+            })
+            .collect();
+        seen.len() == 2
+    });
+    cluster.kubectl(&["delete", "pod", "term", "-n", drain_ns, "--wait=false"]);
+    let took = sluice.wait_for(
+        "Terminating Pod out of rotation",
+        Duration::from_secs(2),
+        |s| {
+            (0..20).all(|_| {
+                s.get("drain.example", "/")
+                    .is_ok_and(|r| r.backend() == Some("keep"))
+            })
+        },
+    );
+    eprintln!("terminating Pod out of rotation after {took:?}");
     drop(net);
 }

@@ -80,7 +80,6 @@ build() {
   tmp=$(mktemp -d "$bin/.tmp.XXXXXX")
   start=$SECONDS
   # One go invocation for all packages of a module: shared packages compile once.
-  # The main packages are named after their directories, which are the binary names.
   if ! (cd "$dir" && "${nice_cmd[@]}" go build -trimpath -tags "$build_tags" \
     -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}" >&2); then
     rm -rf "$tmp"

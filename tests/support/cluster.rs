@@ -239,20 +239,33 @@ impl NetNs {
 
     /// Starts a sluice-echo named `name` on `10.244.N.host:8080` inside the namespace.
     pub fn backend(&mut self, host: u8, name: &str) -> SocketAddr {
-        let addr: SocketAddr = format!("10.244.{}.{host}:8080", self.subnet)
+        self.backend_on(host, 8080, name)
+    }
+
+    /// Starts a sluice-echo named `name` on `10.244.N.host:port` (the address is added
+    /// to the namespace's interface on first use).
+    pub fn backend_on(&mut self, host: u8, port: u16, name: &str) -> SocketAddr {
+        let addr: SocketAddr = format!("10.244.{}.{host}:{port}", self.subnet)
             .parse()
             .unwrap();
-        ip(&[
-            "netns",
-            "exec",
-            &self.name,
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/24", addr.ip()),
-            "dev",
-            &self.peer_if(),
-        ]);
+        let cidr = format!("{}/24", addr.ip());
+        let shown = Command::new("ip")
+            .args(["netns", "exec", &self.name, "ip", "-o", "addr", "show"])
+            .output()
+            .unwrap();
+        if !String::from_utf8_lossy(&shown.stdout).contains(&format!(" {cidr} ")) {
+            ip(&[
+                "netns",
+                "exec",
+                &self.name,
+                "ip",
+                "addr",
+                "add",
+                &cidr,
+                "dev",
+                &self.peer_if(),
+            ]);
+        }
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .arg(env!("CARGO_BIN_EXE_sluice-echo"))
