@@ -354,3 +354,115 @@ fn ingress_conformance_and_service_shapes() {
     eprintln!("terminating Pod out of rotation after {took:?}");
     drop(net);
 }
+
+#[test]
+fn leader_election_and_api_server_outage() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start();
+    let kubeconfig = cluster.sluice_kubeconfig();
+    cluster.ensure_node();
+    cluster.apply(CLASSES);
+    cluster.apply("apiVersion: v1\nkind: Service\nmetadata: {name: sluice, namespace: sluice-system}\nspec:\n  type: LoadBalancer\n  selector: {app: sluice}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n");
+    let set_lb = |ip: &str| {
+        cluster.kubectl(&[
+            "patch",
+            "service",
+            "sluice",
+            "-n",
+            "sluice-system",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{ip}"}}]}}}}}}"#),
+        ]);
+    };
+    set_lb("192.0.2.60");
+    let mut net = NetNs::create(79);
+    let ns = "e2e-ha";
+    cluster.namespace(ns);
+    pod_with_service(&cluster, &mut net, ns, 10, "one");
+    cluster.apply(&ingress(ns, "web", "nginx", "ha.example", "one"));
+
+    // Two replicas: exactly one leads and writes status.
+    let args = [
+        "--publish-service",
+        "sluice-system/sluice",
+        "--election-lease-duration",
+        "4",
+    ];
+    let mut a = Controller::start(&kubeconfig, &args);
+    let mut b = Controller::start(&kubeconfig, &args);
+    a.wait_for("status from the leader", Duration::from_secs(5), |_| {
+        ingress_status_ips(&cluster, ns, "web") == "192.0.2.60"
+    });
+    let leads = |c: &Controller| c.logs().contains("leading=true");
+    a.wait_for("one leader", Duration::from_secs(6), |a| {
+        leads(a) || leads(&b)
+    });
+    assert!(
+        !(leads(&a) && leads(&b)),
+        "two leaders:\n{}\n---\n{}",
+        a.logs(),
+        b.logs()
+    );
+    let (leader, follower) = if leads(&a) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert!(
+        !follower.logs().contains("updated Ingress status"),
+        "the follower wrote status:\n{}",
+        follower.logs()
+    );
+    // The leader goes away; the other takes over and follows a new address.
+    leader.stop();
+    let took = follower.wait_for("takeover", Duration::from_secs(10), |f| leads(f));
+    eprintln!("follower took over after {took:?} (lease 4 s)");
+    set_lb("192.0.2.61");
+    follower.wait_for("new leader writes status", Duration::from_secs(3), |_| {
+        ingress_status_ips(&cluster, ns, "web") == "192.0.2.61"
+    });
+
+    // The API server stops: sluice keeps serving the last table with no failed request,
+    // then picks up changes made after it is back.
+    let outage = Duration::from_secs(
+        std::env::var("SLUICE_E2E_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    );
+    cluster.stop_apiserver();
+    let started = std::time::Instant::now();
+    let (mut ok, mut failed) = (0, Vec::new());
+    while started.elapsed() < outage {
+        match follower.get("ha.example", "/") {
+            Ok(r) if r.status == 200 && r.backend() == Some("one") => ok += 1,
+            other => failed.push(format!("{other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "{ok} requests served during a {outage:?} API server outage, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(ok > 100);
+    cluster.restart_apiserver();
+    // (An Ingress to the existing Service: a new Service's EndpointSlice would wait on
+    // the controller manager's own reconnect backoff, which is not sluice's to measure.)
+    cluster.apply(&ingress(ns, "after", "nginx", "after.example", "one"));
+    let took = follower.wait_for("change after the outage", Duration::from_secs(15), |f| {
+        f.get("after.example", "/")
+            .is_ok_and(|r| r.backend() == Some("one"))
+    });
+    eprintln!("change after the outage live in {took:?} (includes the watch's reconnect backoff)");
+    if std::env::var("SLUICE_E2E_DEBUG").is_ok() {
+        eprintln!("{}", follower.logs());
+    }
+    assert_eq!(
+        follower.get("ha.example", "/").unwrap().backend(),
+        Some("one")
+    );
+    drop(net);
+}

@@ -6,6 +6,7 @@
 #
 #   e2e/k8s/cluster.sh start DIR   # fresh cluster; state, logs and PIDs in DIR
 #   e2e/k8s/cluster.sh stop DIR    # TERM then KILL; safe to call twice
+#   e2e/k8s/cluster.sh stop-apiserver DIR / restart-apiserver DIR   # outage drills
 #
 # After start, DIR holds admin.kubeconfig and env (source it: KUBECONFIG,
 # SLUICE_K8S_SERVER, SLUICE_K8S_CA, SLUICE_K8S_ADMIN_TOKEN, PIDs, ...).
@@ -23,7 +24,7 @@ die() {
   exit 1
 }
 usage() {
-  echo "usage: $0 start DIR | stop DIR" >&2
+  echo "usage: $0 start|stop|stop-apiserver|restart-apiserver DIR" >&2
   exit 2
 }
 
@@ -232,27 +233,54 @@ start_etcd() {
 start_apiserver() {
   free_port
   api_port=$REPLY
-  launch kube-apiserver \
-    --bind-address=127.0.0.1 \
-    --secure-port="$api_port" \
-    --advertise-address=127.0.0.1 \
-    --cert-dir="$dir/pki/apiserver-generated" \
-    --tls-cert-file="$dir/pki/apiserver.crt" \
-    --tls-private-key-file="$dir/pki/apiserver.key" \
-    --client-ca-file="$dir/pki/ca.crt" \
-    --token-auth-file="$dir/tokens.csv" \
-    --authorization-mode=Node,RBAC \
-    --service-account-issuer=https://kubernetes.default.svc \
-    --service-account-key-file="$dir/pki/sa.pub" \
-    --service-account-signing-key-file="$dir/pki/sa.key" \
-    --disable-admission-plugins=ServiceAccount \
-    --endpoint-reconciler-type=none \
-    --service-cluster-ip-range=10.96.0.0/16 \
-    --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --allow-privileged=true \
-    --profiling=false \
+  local args=(
+    --bind-address=127.0.0.1
+    --secure-port="$api_port"
+    --advertise-address=127.0.0.1
+    --cert-dir="$dir/pki/apiserver-generated"
+    --tls-cert-file="$dir/pki/apiserver.crt"
+    --tls-private-key-file="$dir/pki/apiserver.key"
+    --client-ca-file="$dir/pki/ca.crt"
+    --token-auth-file="$dir/tokens.csv"
+    --authorization-mode=Node,RBAC
+    --service-account-issuer=https://kubernetes.default.svc
+    --service-account-key-file="$dir/pki/sa.pub"
+    --service-account-signing-key-file="$dir/pki/sa.key"
+    --disable-admission-plugins=ServiceAccount
+    --endpoint-reconciler-type=none
+    --service-cluster-ip-range=10.96.0.0/16
+    --etcd-servers="http://127.0.0.1:$etcd_port"
+    --allow-privileged=true
+    --profiling=false
     --v="${SLUICE_K8S_VERBOSITY:-1}"
+  )
+  # Kept so restart-apiserver brings it back on the same port with the same state.
+  printf '%s\n' "${args[@]}" >"$dir/kube-apiserver.args"
+  launch kube-apiserver "${args[@]}"
   wait_for kube-apiserver ready apiserver_ready
+}
+
+# Stops only the API server (etcd and the controller manager keep running), as an
+# outage or an upgrade would; restart-apiserver brings it back unchanged.
+cmd_stop_apiserver() {
+  stop_one kube-apiserver
+  log "kube-apiserver stopped"
+}
+
+cmd_restart_apiserver() {
+  [[ -f $dir/env && -f $dir/kube-apiserver.args ]] || die "no cluster in $dir"
+  # shellcheck disable=SC1091
+  source "$dir/env"
+  bin=$SLUICE_K8S_BIN
+  admin_token=$SLUICE_K8S_ADMIN_TOKEN
+  api_port=${SLUICE_K8S_SERVER##*:}
+  live_pid kube-apiserver >/dev/null && die "kube-apiserver is already running"
+  local args
+  mapfile -t args <"$dir/kube-apiserver.args"
+  mv -f "$dir/kube-apiserver.log" "$dir/kube-apiserver.log.1" 2>/dev/null || true
+  launch kube-apiserver "${args[@]}"
+  wait_for kube-apiserver ready apiserver_ready || fail kube-apiserver "restart failed"
+  log "kube-apiserver back on https://127.0.0.1:$api_port"
 }
 
 start_kcm() {
@@ -342,6 +370,8 @@ dir=$(realpath -m -- "$2")
 [[ $dir != / ]] || die "DIR must not be /"
 case $1 in
 start) cmd_start ;;
+stop-apiserver) cmd_stop_apiserver ;;
+restart-apiserver) cmd_restart_apiserver ;;
 stop)
   [[ -d $dir ]] || exit 0
   stop_all

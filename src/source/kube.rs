@@ -178,7 +178,7 @@ where
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let (reader, writer) = reflector::store();
     let stream = watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(RetryBackoff::default())
         .modify(trim)
         .reflect(writer);
     tokio::spawn(async move {
@@ -202,6 +202,40 @@ where
         }
     });
     reader
+}
+
+/// Re-list backoff after a watch error: exponential from 250 ms, capped at 4 s, with
+/// jitter. kube's default caps at 30 s, which after an API server outage of half a
+/// minute left sluice up to 30 s behind once the server was back; an ingress
+/// controller should catch up within seconds, and re-listing a few kinds is cheap.
+#[derive(Debug, Clone)]
+struct RetryBackoff {
+    next: Duration,
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(4);
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        RetryBackoff { next: RETRY_MIN }
+    }
+}
+
+impl Iterator for RetryBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let base = self.next;
+        self.next = (self.next * 2).min(RETRY_MAX);
+        // Up to 50% jitter so replicas do not re-list in lockstep.
+        Some(base + base.mul_f64(fastrand::f64() * 0.5))
+    }
+}
+
+impl kube::runtime::utils::Backoff for RetryBackoff {
+    fn reset(&mut self) {
+        self.next = RETRY_MIN;
+    }
 }
 
 /// How long the watch must be quiet before a rebuild, and the longest a burst of

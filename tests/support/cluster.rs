@@ -173,6 +173,28 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Stops only the API server (an outage); etcd and the controller manager keep running.
+    pub fn stop_apiserver(&self) {
+        self.cluster_sh("stop-apiserver");
+    }
+
+    /// Brings the API server back on the same address with the same state.
+    pub fn restart_apiserver(&self) {
+        self.cluster_sh("restart-apiserver");
+    }
+
+    fn cluster_sh(&self, verb: &str) {
+        let status = Command::new("bash")
+            .arg(repo().join("e2e/k8s/cluster.sh"))
+            .arg(verb)
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cluster.sh {verb} failed");
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("bash")
