@@ -133,6 +133,16 @@ fn controller_mode_against_a_real_apiserver() {
                 .is_ok_and(|r| r.backend() == Some("web-0"))
         })
     });
+    // A new ready Pod starts receiving requests.
+    let addr = net.backend(20, "web-new");
+    cluster.pod(ns, "web-new", "app: web", &addr.ip().to_string(), true);
+    let took = sluice.wait_for("new Pod in rotation", Duration::from_secs(2), |s| {
+        (0..30).any(|_| {
+            s.get("lb.example", "/")
+                .is_ok_and(|r| r.backend() == Some("web-new"))
+        })
+    });
+    eprintln!("new Pod in rotation after {took:?}");
 
     // A missing Service answers 503 and carries a warning Event; fixing it heals.
     let ns2 = "e2e-missing";
@@ -220,6 +230,19 @@ fn ingress_conformance_and_service_shapes() {
             ("Prefix", "/", "c"),
         ],
     ));
+    // The remaining COMPAT §1 rows, on hosts of their own.
+    cluster.apply(&paths_ingress(
+        ns,
+        "rows",
+        Some("rows.example"),
+        &[
+            ("Exact", "/exact/", "a"),
+            ("Prefix", "/slash/", "b"),
+            ("Prefix", "/aaa/bb", "d"),
+            ("Prefix", "/tie", "e"),
+            ("Exact", "/tie", "f"),
+        ],
+    ));
     cluster.apply(&paths_ingress(
         ns,
         "wild",
@@ -272,6 +295,17 @@ fn ingress_conformance_and_service_shapes() {
         ("exact.example", "/aaa/bbb", Some("b")),
         ("exact.example", "/aaa/bbb/ccc", Some("b")),
         ("exact.example", "/aaa/bbbxyz", Some("c")),
+        ("exact.example", "/FOO", Some("c")),
+        ("exact.example", "/bar?q=1", Some("c")),
+        ("rows.example", "/exact/", Some("a")),
+        ("rows.example", "/exact", None),
+        ("rows.example", "/slash", Some("b")),
+        ("rows.example", "/slash/", Some("b")),
+        ("rows.example", "/slash/x", Some("b")),
+        ("rows.example", "/aaa/bbb", None),
+        ("rows.example", "/aaa/bb/c", Some("d")),
+        ("rows.example", "/tie", Some("f")),
+        ("rows.example", "/tie/x", Some("e")),
         ("x.wild.example", "/", Some("d")),
         ("a.b.wild.example", "/", None),
         ("other.example", "/nohost/x", Some("e")),

@@ -113,6 +113,11 @@ build "$here" "$k8s_ldflags" \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager
 # go.etcd.io/etcd/server/v3 is itself the etcd main package (server/main.go).
 build "$here/etcd" "-s -w" etcd=go.etcd.io/etcd/server/v3
+# The tests apply manifests with kubectl; a machine without one gets it from the same
+# Kubernetes module (put $bin on PATH).
+if ! command -v kubectl >/dev/null 2>&1; then
+  build "$here" "$k8s_ldflags" kubectl=k8s.io/kubernetes/cmd/kubectl
+fi
 
 log "kubernetes $k8s_version, etcd $etcd_version: $(cd "$bin" && echo kube-apiserver kube-controller-manager etcd)"
 echo "$bin"
