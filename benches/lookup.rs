@@ -45,6 +45,7 @@ fn big_table() -> RoutingTable {
                 ingress_name: host.as_str().into(),
                 path: path.as_str().into(),
                 kind,
+                ssl_redirect: false,
             });
             rules.insert(kind, &path, route).unwrap();
         }

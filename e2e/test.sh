@@ -48,5 +48,5 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (unit, fixtures, integration through the real binaries)"
 cargo test --all-targets --locked
 echo "== demo smoke test (the README's first command, checked)"
-SLUICE_DEMO_PROFILE=debug SLUICE_DEMO_PORT="${SLUICE_DEMO_PORT:-18080}" SLUICE_DEMO_ADMIN_PORT="${SLUICE_DEMO_ADMIN_PORT:-18254}" \
+SLUICE_DEMO_PROFILE=debug SLUICE_DEMO_PORT="${SLUICE_DEMO_PORT:-18080}" SLUICE_DEMO_ADMIN_PORT="${SLUICE_DEMO_ADMIN_PORT:-18254}" SLUICE_DEMO_HTTPS_PORT="${SLUICE_DEMO_HTTPS_PORT:-18443}" \
   bash config/demo/run.sh --smoke

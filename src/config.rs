@@ -45,6 +45,8 @@ pub struct TranslateConfig {
     pub default_backend_service: Option<ObjectRef>,
     /// `--configmap`: the ConfigMap holding ingress-nginx-style global options.
     pub configmap: Option<ObjectRef>,
+    /// `--default-ssl-certificate`: a TLS Secret served when no other certificate fits.
+    pub default_ssl_certificate: Option<ObjectRef>,
 }
 
 impl Default for TranslateConfig {
@@ -55,6 +57,7 @@ impl Default for TranslateConfig {
             watch_without_class: false,
             default_backend_service: None,
             configmap: None,
+            default_ssl_certificate: None,
         }
     }
 }

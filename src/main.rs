@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Parser;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -16,6 +17,7 @@ use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
 use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
+use sluice::proxy::tls::{fake_certificate, CertResolver};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
 use sluice::routing::SharedTable;
 use sluice::source::kube as kube_source;
@@ -69,6 +71,16 @@ struct Args {
     /// Plain HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     http_listen: SocketAddr,
+
+    /// HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1; certificates from TLS Secrets
+    /// by SNI).
+    #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    https_listen: SocketAddr,
+
+    /// TLS Secret (namespace/name) served when no Ingress certificate matches the SNI name,
+    /// instead of the generated fake certificate.
+    #[arg(long, value_name = "NS/NAME")]
+    default_ssl_certificate: Option<ObjectRef>,
 
     /// Admin listener: /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:10254", value_name = "ADDR")]
@@ -150,6 +162,7 @@ fn main() -> anyhow::Result<()> {
         watch_without_class: args.watch_ingress_without_class,
         default_backend_service: args.default_backend_service.clone(),
         configmap: args.configmap.clone(),
+        default_ssl_certificate: args.default_ssl_certificate.clone(),
     };
     let table = SharedTable::new();
     let mut rebuilder = Rebuilder::new(translate_config, table.clone());
@@ -161,17 +174,19 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     // Pingora binds on its own threads and cannot report failure to us; check first,
     // with the same SO_REUSEPORT the workers use, so a taken port is a clear error.
-    control
-        .block_on(async {
-            let sock = match args.http_listen {
-                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-            };
-            sock.set_reuseport(true)?;
-            sock.bind(args.http_listen)?;
-            sock.listen(1).map(drop)
-        })
-        .with_context(|| format!("cannot listen on {}", args.http_listen))?;
+    for addr in [args.http_listen, args.https_listen] {
+        control
+            .block_on(async {
+                let sock = match addr {
+                    SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                sock.set_reuseport(true)?;
+                sock.bind(addr)?;
+                sock.listen(1).map(drop)
+            })
+            .with_context(|| format!("cannot listen on {addr}"))?;
+    }
     let admin_listener = control
         .block_on(sluice::admin::bind(args.admin_listen))
         .with_context(|| format!("binding admin listener {}", args.admin_listen))?;
@@ -264,6 +279,8 @@ fn main() -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let fake_cert = fake_certificate()
+        .map_err(|e| anyhow::anyhow!("generating the default certificate: {e}"))?;
     let options = ProxyOptions {
         access_log: !args.no_access_log,
         ..ProxyOptions::default()
@@ -288,11 +305,18 @@ fn main() -> anyhow::Result<()> {
         }
         let mut sock = TcpSocketOptions::default();
         sock.so_reuseport = Some(true);
-        http.add_tcp_with_settings(&args.http_listen.to_string(), sock);
+        http.add_tcp_with_settings(&args.http_listen.to_string(), sock.clone());
+        let mut tls = TlsSettings::intermediate("", "")?;
+        tls.set_cert_resolver(Arc::new(CertResolver::new(
+            table.clone(),
+            fake_cert.clone(),
+        )));
+        tls.enable_h2();
+        http.add_tls_with_settings(&args.https_listen.to_string(), Some(sock), tls);
         server.add_service(http);
     }
 
-    info!(http = %args.http_listen, admin = %args.admin_listen, workers, "sluice listening");
+    info!(http = %args.http_listen, https = %args.https_listen, admin = %args.admin_listen, workers, "sluice listening");
     // Keep the control-plane runtime alive for the life of the process.
     let _control = Arc::new(control);
     server.run_forever();

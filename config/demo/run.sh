@@ -3,12 +3,13 @@
 # that say which of them answered. No cluster needed.
 #   config/demo/run.sh           build, start, print curl commands, run until Ctrl-C
 #   config/demo/run.sh --smoke   start, check every demo route, stop (used by the tests)
-# SLUICE_DEMO_PORT (default 8080) and SLUICE_DEMO_ADMIN_PORT (default 10254) move the listeners.
+# SLUICE_DEMO_PORT (8080), SLUICE_DEMO_HTTPS_PORT (8443), SLUICE_DEMO_ADMIN_PORT (10254) move the listeners.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 demo="$root/config/demo"
 port="${SLUICE_DEMO_PORT:-8080}"
 admin="${SLUICE_DEMO_ADMIN_PORT:-10254}"
+https="${SLUICE_DEMO_HTTPS_PORT:-8443}"
 profile="${SLUICE_DEMO_PROFILE:-release}"
 smoke=false
 [ "${1:-}" = "--smoke" ] && smoke=true
@@ -42,7 +43,7 @@ start_backend health 9104
 start_backend checkout 9105
 
 log="$(mktemp)"
-"$bin/sluice" --manifests "$demo" --http-listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --workers 2 \
+"$bin/sluice" --manifests "$demo" --http-listen "127.0.0.1:$port" --https-listen "127.0.0.1:$https" --admin-listen "127.0.0.1:$admin" --workers 2 \
   >"$log.access" 2>"$log" &
 pids+=($!)
 for _ in $(seq 100); do

@@ -335,7 +335,7 @@ start_sluice() {
         return 1
     }
     SLUICE_WORKERS=$WORKERS "$SLUICE_BIN" --manifests "$TMP/manifests" \
-        --http-listen "127.0.0.1:$SLUICE_PORT" --admin-listen "127.0.0.1:$SLUICE_ADMIN_PORT" --no-access-log \
+        --http-listen "127.0.0.1:$SLUICE_PORT" --admin-listen "127.0.0.1:$SLUICE_ADMIN_PORT" --https-listen 127.0.0.1:19005 --no-access-log \
         >"$TMP/sluice.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")

@@ -9,5 +9,6 @@ pub mod accesslog;
 pub mod errors;
 pub mod headers;
 pub mod service;
+pub mod tls;
 
 pub use service::{ProxyOptions, SluiceProxy};

@@ -23,6 +23,9 @@ use super::errors;
 use super::headers::{self, ForwardedFor};
 use crate::routing::{normalize_path, Endpoints, Match, Route, RoutingTable, SharedTable};
 
+/// HTTP-01 challenges must reach the backend over plain HTTP.
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
 /// Tunables of the data plane that do not come from the table. Upstream timeouts do:
 /// they are read per request from the table's ConfigMap-derived globals.
 #[derive(Debug, Clone)]
@@ -53,16 +56,11 @@ impl Default for ProxyOptions {
 pub struct SluiceProxy {
     table: Arc<SharedTable>,
     options: ProxyOptions,
-    scheme: &'static str,
 }
 
 impl SluiceProxy {
     pub fn new(table: Arc<SharedTable>, options: ProxyOptions) -> SluiceProxy {
-        SluiceProxy {
-            table,
-            options,
-            scheme: "http",
-        }
+        SluiceProxy { table, options }
     }
 }
 
@@ -80,6 +78,8 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     /// Status sluice answered itself (404/503/...), for the access log.
     own_status: Option<u16>,
+    /// The request arrived over TLS.
+    tls: bool,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -118,10 +118,23 @@ fn header_bytes(req: &RequestHeader) -> usize {
 
 /// Writes a response sluice generates itself, keeping the client connection open.
 async fn respond(session: &mut Session, status: u16, ctx: &mut RequestCtx) -> Result<()> {
+    respond_with(session, status, ctx, None).await
+}
+
+/// Like [`respond`], with an optional `Location` (redirects).
+async fn respond_with(
+    session: &mut Session,
+    status: u16,
+    ctx: &mut RequestCtx,
+    location: Option<&str>,
+) -> Result<()> {
     ctx.own_status = Some(status);
     let body = errors::html_body(status);
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(5))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
+    if let Some(l) = location {
+        resp.insert_header(http::header::LOCATION, l)?;
+    }
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -149,6 +162,7 @@ impl ProxyHttp for SluiceProxy {
             upstream_started: None,
             upstream_status: None,
             own_status: None,
+            tls: false,
         }
     }
 
@@ -166,6 +180,7 @@ impl ProxyHttp for SluiceProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let table = self.table.load();
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         ctx.request_id = req
             .headers
@@ -196,6 +211,17 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         };
+        if route.ssl_redirect && !ctx.tls && !path.starts_with(ACME_CHALLENGE) {
+            // ingress-nginx's redirect to https: same host (without the port) and URI.
+            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let bare_host = crate::routing::normalize_host(host);
+            let location = format!("https://{bare_host}{target}");
+            let code = table.globals.http_redirect_code;
+            ctx.table = Some(table);
+            ctx.route = Some(route);
+            respond_with(session, code, ctx, Some(&location)).await?;
+            return Ok(true);
+        }
         ctx.table = Some(table);
         let has_endpoints = route.backend.has_endpoints();
         ctx.route = Some(route);
@@ -262,10 +288,24 @@ impl ProxyHttp for SluiceProxy {
                 client_ip: client_ip(session),
                 host: &host,
                 server_port: server_port(session),
-                scheme: self.scheme,
+                scheme: if ctx.tls { "https" } else { "http" },
                 request_id: &ctx.request_id,
             },
         )
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.tls {
+            if let Some(hsts) = ctx.table.as_ref().and_then(|t| t.globals.hsts.as_deref()) {
+                response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(

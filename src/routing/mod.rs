@@ -3,9 +3,11 @@
 //! Owns host/path matching and the published table. Must not import `kube` or
 //! `k8s_openapi`: translation converts Kubernetes objects into these types.
 
+pub mod certs;
 pub mod matcher;
 pub mod table;
 
+pub use certs::CertTable;
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
 pub use table::{
     Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,

@@ -25,6 +25,9 @@ pub struct Route {
     /// The rule's path pattern as written (a bounded metrics label, never the request path).
     pub path: Box<str>,
     pub kind: PathKind,
+    /// Plain-HTTP requests get a redirect to https (the host has TLS and `ssl-redirect`
+    /// is on, or `force-ssl-redirect`).
+    pub ssl_redirect: bool,
 }
 
 /// A Service port as a proxy target: its identity and its endpoints.
@@ -101,6 +104,8 @@ pub struct RoutingTable {
     /// `--default-backend-service`; `None` means unmatched requests get 404.
     pub default_backend: Option<Arc<Route>>,
     pub globals: GlobalSettings,
+    /// Certificates by SNI name.
+    pub certs: super::CertTable,
     pub stats: TableStats,
 }
 
@@ -110,6 +115,12 @@ pub struct GlobalSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub send_timeout: Duration,
+    /// `ssl-redirect`: the default for Ingresses that do not set the annotation.
+    pub ssl_redirect: bool,
+    /// `http-redirect-code` for the redirect to https.
+    pub http_redirect_code: u16,
+    /// The `Strict-Transport-Security` value for HTTPS responses (`hsts: false` → none).
+    pub hsts: Option<Box<str>>,
 }
 
 impl Default for GlobalSettings {
@@ -118,6 +129,9 @@ impl Default for GlobalSettings {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            ssl_redirect: true,
+            http_redirect_code: 308,
+            hsts: Some("max-age=31536000; includeSubDomains".into()),
         }
     }
 }
@@ -221,6 +235,7 @@ mod tests {
             ingress_name: "ing".into(),
             path: "/".into(),
             kind: PathKind::Prefix,
+            ssl_redirect: false,
         })
     }
 

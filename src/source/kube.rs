@@ -160,6 +160,7 @@ impl Stores {
             endpoint_slices: all(&self.endpoint_slices),
             secrets: all(&self.secrets),
             config_maps: all(&self.config_maps),
+            observed_at: super::now_secs(),
         }
     }
 }

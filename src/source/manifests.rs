@@ -410,6 +410,7 @@ impl ManifestDir {
                 }
             }
         }
+        snap.observed_at = super::now_secs();
         let live: std::collections::HashSet<_> = seen.into_keys().collect();
         self.first_seen.retain(|id, _| live.contains(id));
         for ep in endpoints {

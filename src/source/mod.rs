@@ -22,6 +22,16 @@ pub struct Snapshot {
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
     pub config_maps: Vec<Arc<ConfigMap>>,
+    /// When the snapshot was taken (seconds since the epoch), so translation can judge
+    /// certificate expiry without reading the clock. 0: unknown (nothing expires).
+    pub observed_at: i64,
+}
+
+/// The current time for [`Snapshot::observed_at`].
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 use std::collections::HashSet;

@@ -48,7 +48,61 @@ pub fn globals(
     seconds("proxy-connect-timeout", &mut g.connect_timeout);
     seconds("proxy-read-timeout", &mut g.read_timeout);
     seconds("proxy-send-timeout", &mut g.send_timeout);
+    let mut invalid = |key: &str, raw: &str, keeping: String| {
+        warnings.push(Warning::new(
+            ObjKind::ConfigMap,
+            &name.namespace,
+            &name.name,
+            "InvalidConfigValue",
+            format!("{key}: {raw:?} is not valid; keeping {keeping}"),
+        ))
+    };
+    let flag = |key: &str, default: bool, invalid: &mut dyn FnMut(&str, &str, String)| match data
+        .get(key)
+    {
+        None => default,
+        Some(raw) => parse_bool(raw).unwrap_or_else(|| {
+            invalid(key, raw, default.to_string());
+            default
+        }),
+    };
+    g.ssl_redirect = flag("ssl-redirect", g.ssl_redirect, &mut invalid);
+    if let Some(raw) = data.get("http-redirect-code") {
+        match raw.trim().parse::<u16>() {
+            Ok(c @ (301 | 302 | 307 | 308)) => g.http_redirect_code = c,
+            _ => invalid("http-redirect-code", raw, g.http_redirect_code.to_string()),
+        }
+    }
+    let hsts = flag("hsts", true, &mut invalid);
+    let include_subdomains = flag("hsts-include-subdomains", true, &mut invalid);
+    let preload = flag("hsts-preload", false, &mut invalid);
+    let mut max_age = 31_536_000u64;
+    if let Some(raw) = data.get("hsts-max-age") {
+        match raw.trim().parse::<u64>() {
+            Ok(v) => max_age = v,
+            Err(_) => invalid("hsts-max-age", raw, max_age.to_string()),
+        }
+    }
+    g.hsts = hsts.then(|| {
+        let mut v = format!("max-age={max_age}");
+        if include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if preload {
+            v.push_str("; preload");
+        }
+        v.into()
+    });
     g
+}
+
+/// ingress-nginx booleans: `true`/`false` (any case).
+pub fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// ingress-nginx timeouts are whole seconds; a trailing `s` is tolerated.

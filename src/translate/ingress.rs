@@ -82,6 +82,18 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     // Which Ingress holds each host+path+kind, to name it in conflict warnings.
     let mut owners: HashMap<(HostPattern, PathKind, String), String> = HashMap::new();
     let mut paths = 0;
+    table.globals = super::configmap::globals(
+        &snapshot.config_maps,
+        config.configmap.as_ref(),
+        &mut warnings,
+    );
+    let tls = super::tls::build(
+        &served,
+        &snapshot.secrets,
+        config.default_ssl_certificate.as_ref(),
+        snapshot.observed_at,
+        &mut warnings,
+    );
 
     for ing in &served {
         let ns = namespace_of(&ing.metadata);
@@ -90,6 +102,13 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         let Some(spec) = ing.spec.as_ref() else {
             continue;
         };
+        let ssl_redirect = bool_annotation(
+            ing,
+            "ssl-redirect",
+            table.globals.ssl_redirect,
+            &mut warnings,
+        );
+        let force_ssl_redirect = bool_annotation(ing, "force-ssl-redirect", false, &mut warnings);
 
         if let Some(default) = &spec.default_backend {
             if table.default_backend.is_some() {
@@ -108,6 +127,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     ingress_name: name.into(),
                     path: "".into(),
                     kind: PathKind::Prefix,
+                    ssl_redirect: false,
                 }));
             }
         }
@@ -163,12 +183,17 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     continue;
                 }
                 let backend = backends.resolve(ns, &svc.name, svc.port.as_ref(), me, &mut warnings);
+                let host_has_tls = match &pattern {
+                    HostPattern::Any => false,
+                    p => tls.tls_hosts.contains(&p.to_string()),
+                };
                 let route = Arc::new(Route {
                     backend,
                     ingress_namespace: ns.into(),
                     ingress_name: name.into(),
                     path: path.into(),
                     kind,
+                    ssl_redirect: force_ssl_redirect || (ssl_redirect && host_has_tls),
                 });
                 if table
                     .hosts
@@ -195,15 +220,12 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                 ingress_name: "".into(),
                 path: "".into(),
                 kind: PathKind::Prefix,
+                ssl_redirect: false,
             }));
         }
     }
 
-    table.globals = super::configmap::globals(
-        &snapshot.config_maps,
-        config.configmap.as_ref(),
-        &mut warnings,
-    );
+    table.certs = tls.certs;
     table.stats = TableStats {
         ingresses: served.len(),
         hosts: table.hosts.host_count(),
@@ -225,6 +247,28 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         ignored_ingresses,
         served,
     }
+}
+
+/// The prefix of ingress-nginx's annotations.
+pub const ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// A boolean `nginx.ingress.kubernetes.io/<key>` annotation; an invalid value keeps
+/// `default` and warns.
+fn bool_annotation(ing: &Ingress, key: &str, default: bool, warnings: &mut Vec<Warning>) -> bool {
+    let full = format!("{ANNOTATION_PREFIX}{key}");
+    let Some(raw) = ing.metadata.annotations.as_ref().and_then(|a| a.get(&full)) else {
+        return default;
+    };
+    super::configmap::parse_bool(raw).unwrap_or_else(|| {
+        warnings.push(Warning::new(
+            ObjKind::Ingress,
+            namespace_of(&ing.metadata),
+            ing.metadata.name.as_deref().unwrap_or(""),
+            "InvalidAnnotation",
+            format!("{full}: {raw:?} is not true or false; using {default}"),
+        ));
+        default
+    })
 }
 
 /// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.

@@ -9,6 +9,7 @@
 pub mod backends;
 pub mod configmap;
 pub mod ingress;
+pub mod tls;
 
 use std::fmt;
 

@@ -355,6 +355,10 @@ impl Controller {
             .arg(kubeconfig)
             .args(["--http-listen", &http.to_string()])
             .args(["--admin-listen", &admin.to_string()])
+            .args([
+                "--https-listen",
+                &format!("127.0.0.1:{}", super::free_port()),
+            ])
             .args(["--workers", "1", "--no-access-log"])
             .args(extra)
             .env("POD_NAMESPACE", "sluice-system")

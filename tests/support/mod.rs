@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -84,6 +85,7 @@ pub struct Sluice {
     child: Child,
     pub dir: tempfile::TempDir,
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
     access_log: PathBuf,
@@ -102,11 +104,23 @@ impl Sluice {
         let access_log = logs.join("stdout.log");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Never the default 0.0.0.0:8443: tests run in parallel.
+        let https: SocketAddr = match extra_args.iter().position(|a| *a == "--https-listen") {
+            Some(i) => extra_args[i + 1].parse().unwrap(),
+            None => format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        };
+        let https_arg = [String::from("--https-listen"), https.to_string()];
+        let https_args: &[String] = if extra_args.contains(&"--https-listen") {
+            &[]
+        } else {
+            &https_arg
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--manifests")
             .arg(dir.path())
             .args(["--http-listen", &http.to_string()])
             .args(["--admin-listen", &admin.to_string()])
+            .args(https_args)
             .args(["--workers", "2"])
             .args(extra_args)
             .env("RUST_LOG", "info")
@@ -118,6 +132,7 @@ impl Sluice {
             child,
             dir,
             http,
+            https,
             admin,
             log,
             access_log,
