@@ -9,7 +9,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::cluster::{Cluster, Controller, NetNs};
+use support::cluster::{self_signed, Cluster, Controller, NetNs};
 
 const CLASSES: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: nginx}\nspec: {controller: sluice.dev/ingress-controller}\n---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: other}\nspec: {controller: example.com/other}\n";
 
@@ -174,6 +174,76 @@ fn controller_mode_against_a_real_apiserver() {
                 .is_ok_and(|r| r.backend() == Some("healed"))
         },
     );
+
+    // TLS from `kubectl create secret tls`; updating the Secret rotates the certificate;
+    // a broken Secret falls back to the default certificate with a warning Event.
+    let certs = tempfile::tempdir().unwrap();
+    let (crt1, key1) = self_signed(certs.path(), "secure.example", "first");
+    let (crt2, key2) = self_signed(certs.path(), "secure.example", "second");
+    let secret = |crt: &std::path::Path, key: &std::path::Path| {
+        let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
+        let yaml = cluster.kubectl(&[
+            "create",
+            "secret",
+            "tls",
+            "secure-tls",
+            "-n",
+            ns2,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+            "--cert",
+            crt,
+            "--key",
+            key,
+        ]);
+        cluster.apply(&yaml);
+    };
+    secret(&crt1, &key1);
+    cluster.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: secure, namespace: {ns2}}}\nspec:\n  ingressClassName: nginx\n  tls: [{{hosts: [secure.example], secretName: secure-tls}}]\n  rules:\n  - host: secure.example\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: ghost, port: {{number: 80}}}}}}}}\n"
+    ));
+    if std::env::var("SLUICE_E2E_DEBUG").is_ok() {
+        std::thread::sleep(Duration::from_secs(2));
+        eprintln!(
+            "served: {:?}\n{}",
+            sluice.served_subject("secure.example"),
+            sluice.logs()
+        );
+    }
+    sluice.wait_for("certificate from the Secret", Duration::from_secs(3), |s| {
+        s.served_subject("secure.example").contains("O = first")
+    });
+    // A key that does not match the certificate (kubectl refuses to build one, so by hand).
+    let b64 = |p: &std::path::Path| {
+        serde_json::to_string(&k8s_openapi::ByteString(std::fs::read(p).unwrap())).unwrap()
+    };
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: secure-tls, namespace: {ns2}}}\ntype: kubernetes.io/tls\ndata: {{tls.crt: {}, tls.key: {}}}\n",
+        b64(&crt2),
+        b64(&key1)
+    ));
+    sluice.wait_for("broken Secret falls back", Duration::from_secs(3), |s| {
+        s.served_subject("secure.example")
+            .contains("Fake Certificate")
+    });
+    sluice.wait_for("InvalidTlsSecret Event", Duration::from_secs(5), |_| {
+        cluster
+            .kubectl(&[
+                "get",
+                "events",
+                "-n",
+                ns2,
+                "-o",
+                "jsonpath={range .items[*]}{.reason} {.involvedObject.name}{\"\\n\"}{end}",
+            ])
+            .contains("InvalidTlsSecret secure")
+    });
+    secret(&crt2, &key2);
+    let took = sluice.wait_for("rotated certificate", Duration::from_secs(3), |s| {
+        s.served_subject("secure.example").contains("O = second")
+    });
+    eprintln!("rotated certificate served after {took:?}");
     drop(net);
 }
 

@@ -59,16 +59,20 @@ die() {
 
 # ---------------------------------------------------------------- prerequisites
 [[ $(id -u) -eq 0 ]] || die "needs root (ip netns)"
-for c in ip kubectl curl python3; do
+for c in ip curl python3; do
     command -v "$c" >/dev/null 2>&1 || die "$c not found"
 done
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 8))' || die "python3 >= 3.8 needed"
 prev=0
 for n in $SIZES; do
-    [[ $n =~ ^[0-9]+$ ]] && ((n > prev)) || die "SIZES must be increasing integers: $SIZES"
+    if ! [[ $n =~ ^[0-9]+$ ]] || ((n <= prev)); then
+        die "SIZES must be increasing positive integers: $SIZES"
+    fi
     prev=$n
 done
-[[ $SAMPLES =~ ^[0-9]+$ ]] && ((SAMPLES > 0)) || die "SAMPLES must be a positive integer"
+if ! [[ $SAMPLES =~ ^[0-9]+$ ]] || ((SAMPLES == 0)); then
+    die "SAMPLES must be a positive integer"
+fi
 for n in $SIZES; do
     ((SAMPLES < n)) || die "SAMPLES ($SAMPLES) must be below every size ($n)"
 done
@@ -148,13 +152,14 @@ BACKEND_PIDS+=($!)
 ip netns exec "$NETNS" "$ECHO" --listen "$NEW_ADDR:8080" --name new --threads 1 \
     >"$WORK/echo-new.log" 2>&1 &
 BACKEND_PIDS+=($!)
-for b in "old $OLD_ADDR" "new $NEW_ADDR"; do
-    set -- $b
+for b in old new; do
+    addr=$OLD_ADDR
+    [[ $b == new ]] && addr=$NEW_ADDR
     for ((i = 0; ; i++)); do
-        got=$(curl -s -o /dev/null -D - --max-time 1 "http://$2:8080/" 2>/dev/null | tr -d '\r' |
+        got=$(curl -s -o /dev/null -D - --max-time 1 "http://$addr:8080/" 2>/dev/null | tr -d '\r' |
             sed -n 's/^x-backend: //Ip') || true
-        [[ $got == "$1" ]] && break
-        ((i < 100)) || die "backend $1 on $2:8080 does not answer (see $WORK/echo-$1.log)"
+        [[ $got == "$b" ]] && break
+        ((i < 100)) || die "backend $b on $addr:8080 does not answer (see $WORK/echo-$b.log)"
         sleep 0.1
     done
 done
@@ -164,6 +169,8 @@ log "backends old ($OLD_ADDR:8080) and new ($NEW_ADDR:8080) up in netns $NETNS"
 "$ROOT/e2e/k8s/cluster.sh" start "$K8S"
 # shellcheck disable=SC1091
 source "$K8S/env"
+command -v kubectl >/dev/null 2>&1 || export PATH="$PATH:$SLUICE_K8S_BIN" # e2e/k8s may build one
+command -v kubectl >/dev/null 2>&1 || die "kubectl not found"
 SERVER_VERSION=$(python3 "$HELPER" version)
 
 kubectl apply -f - >/dev/null <<EOF
@@ -244,6 +251,8 @@ done
 # read-only git: no index refresh (another engineer may be using the work tree)
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$ROOT" --no-optional-locks diff --quiet HEAD -- 2>/dev/null || rev+="-dirty"
+# the binary may predate HEAD (--no-build) or hold uncommitted edits: say when it was built
+rev+=" (binary built $(date -u -r "$SLUICE" +%Y-%m-%dT%H:%MZ))"
 echo
 python3 "$HELPER" report --server-version "$SERVER_VERSION" --rev "$rev" \
     --date "$(date -u +%Y-%m-%dT%H:%MZ)" "${results[@]}"

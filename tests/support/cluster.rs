@@ -334,6 +334,7 @@ impl Drop for NetNs {
 pub struct Controller {
     child: Child,
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
 }
@@ -342,6 +343,7 @@ impl Controller {
     pub fn start(kubeconfig: &Path, extra: &[&str]) -> Controller {
         let http: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
+        let https: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
         let log = tempfile::Builder::new()
             .prefix("sluice-controller-")
             .suffix(".log")
@@ -355,10 +357,7 @@ impl Controller {
             .arg(kubeconfig)
             .args(["--http-listen", &http.to_string()])
             .args(["--admin-listen", &admin.to_string()])
-            .args([
-                "--https-listen",
-                &format!("127.0.0.1:{}", super::free_port()),
-            ])
+            .args(["--https-listen", &https.to_string()])
             .args(["--workers", "1", "--no-access-log"])
             .args(extra)
             .env("POD_NAMESPACE", "sluice-system")
@@ -370,6 +369,7 @@ impl Controller {
         let c = Controller {
             child,
             http,
+            https,
             admin,
             log,
         };
@@ -428,4 +428,50 @@ impl Drop for Controller {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+impl Controller {
+    /// The subject of the certificate served for `sni`, as `openssl s_client` reads it.
+    pub fn served_subject(&self, sni: &str) -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect {} -servername {sni} </dev/null 2>/dev/null | openssl x509 -noout -subject",
+                self.https
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A self-signed ECDSA certificate and key for `host` (PEM files in `dir`), made with openssl.
+pub fn self_signed(dir: &Path, host: &str, org: &str) -> (PathBuf, PathBuf) {
+    let (crt, key) = (
+        dir.join(format!("{org}.crt")),
+        dir.join(format!("{org}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "30", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args(["-subj", &format!("/CN={host}/O={org}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{host}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (crt, key)
 }
