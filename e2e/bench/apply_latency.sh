@@ -228,12 +228,13 @@ for n in $SIZES; do
     http_port=$(python3 "$HELPER" port)
     admin_port=$(python3 "$HELPER" port)
     [[ $http_port != "$admin_port" ]] || admin_port=$(python3 "$HELPER" port)
+    https_port=$(python3 "$HELPER" port)
     slog="$WORK/sluice-$n.log"
     ln -sf "$slog" "$WORK/sluice.log"
     started_at=$(date +%s.%N)
     POD_NAMESPACE=default RUST_LOG=info "$SLUICE" --kubeconfig "$K8S/admin.kubeconfig" \
         --http-listen "127.0.0.1:$http_port" --admin-listen "127.0.0.1:$admin_port" \
-        --no-access-log >/dev/null 2>"$slog" &
+        --https-listen "127.0.0.1:$https_port" --no-access-log >/dev/null 2>"$slog" &
     SLUICE_PID=$!
     log "sluice pid $SLUICE_PID on 127.0.0.1:$http_port (admin $admin_port), log $slog"
 
