@@ -46,6 +46,7 @@ fn big_table() -> RoutingTable {
                 path: path.as_str().into(),
                 kind,
                 ssl_redirect: false,
+                protocol: Default::default(),
             });
             rules.insert(kind, &path, route).unwrap();
         }

@@ -421,3 +421,47 @@ fn bad_input_never_takes_down_other_routes() {
         r.backend() == Some("alpha")
     });
 }
+
+fn protocol_ingress(name: &str, host: &str, protocol: &str, svc: &str) -> String {
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{nginx.ingress.kubernetes.io/backend-protocol: \"{protocol}\"}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
+    )
+}
+
+#[test]
+fn backend_protocol_speaks_https_h2c_and_h2_over_tls_to_backends() {
+    let plain = Echo::start("plain");
+    let secure = Echo::start_with("secure", &["--tls"]);
+    let mut m = String::from(INGRESS_CLASS);
+    m += &protocol_ingress("https", "https.example", "HTTPS", "secure");
+    m += &protocol_ingress("grpc", "grpc.example", "GRPC", "plain");
+    m += &protocol_ingress("grpcs", "grpcs.example", "GRPCS", "secure");
+    m += &protocol_ingress("http", "http.example", "HTTP", "plain");
+    m += &protocol_ingress("bogus", "bogus.example", "FCGI", "plain");
+    m += &plain.manifests("plain");
+    m += &secure.manifests("secure");
+    let s = Sluice::start(&[("protocols.yaml", &m)], &[]);
+    // (host, TLS to the backend, HTTP version the backend saw)
+    let cases = [
+        ("https.example", true, "HTTP/1.1"),
+        ("grpc.example", false, "HTTP/2.0"),
+        ("grpcs.example", true, "HTTP/2.0"),
+        ("http.example", false, "HTTP/1.1"),
+        ("bogus.example", false, "HTTP/1.1"),
+    ];
+    for (host, tls, version) in cases {
+        let r = s.get(host, "/p?q=1");
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+        let seen = r.echoed();
+        assert_eq!(seen["tls"], tls, "{host}: {seen}");
+        assert_eq!(seen["version"], version, "{host}: {seen}");
+        assert_eq!(seen["uri"], "/p?q=1", "{host}: {seen}");
+    }
+    assert!(
+        s.logs()
+            .lines()
+            .any(|l| l.contains("backend-protocol") && l.contains("name=bogus")),
+        "{}",
+        s.logs()
+    );
+}

@@ -14,7 +14,11 @@
 //! A request carrying `Upgrade: websocket` is upgraded to a WebSocket: the server first
 //! sends the text message `hello from NAME`, then echoes every text and binary message.
 //!
-//! Usage: `sluice-echo --listen 127.0.0.1:9001 [--listen ...] --name alpha [--threads N]`.
+//! With `--tls` every address serves TLS instead (a self-signed certificate generated at
+//! start, ALPN h2 and http/1.1), for testing `backend-protocol: HTTPS/GRPCS`; the JSON
+//! then says `"tls": true`.
+//!
+//! Usage: `sluice-echo --listen 127.0.0.1:9001 [--listen ...] --name alpha [--tls] [--threads N]`.
 //! For each address, once bound, `sluice-echo NAME listening on ADDR` is printed on stdout.
 
 use std::convert::Infallible;
@@ -54,6 +58,10 @@ struct Args {
     #[arg(long)]
     name: String,
 
+    /// Serve TLS (a self-signed certificate generated at start; ALPN h2 and http/1.1).
+    #[arg(long)]
+    tls: bool,
+
     /// Number of runtime worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -65,6 +73,8 @@ static XS: [u8; 65536] = [b'x'; 65536];
 struct Ctx {
     name: String,
     name_header: HeaderValue,
+    /// `--tls`: connections are TLS (self-signed certificate, ALPN h2 and http/1.1).
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Response body: a single chunk, `N` bytes of `x`, or the request body streamed back.
@@ -232,6 +242,7 @@ async fn handle(
         "method": parts.method.as_str(),
         "uri": uri,
         "version": format!("{:?}", parts.version),
+        "tls": ctx.tls.is_some(),
         "headers": headers,
         "body_len": body_len,
         "peer": peer.to_string(),
@@ -332,20 +343,60 @@ async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, ctx.clone(), peer));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match ctx.tls.clone() {
+                Some(acceptor) => {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req| handle(req, ctx.clone(), peer));
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .await;
+                }
+                None => {
+                    let svc = service_fn(move |req| handle(req, ctx.clone(), peer));
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                }
+            }
         });
     }
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `localhost` (backends behind
+/// `backend-protocol: HTTPS/GRPCS` are not verified by default, as in ingress-nginx).
+fn tls_acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .and_then(|p| p.self_signed(&key))
+        .map_err(|e| e.to_string())?;
+    let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], der)
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 async fn run(args: Args) -> Result<(), String> {
     let name_header = HeaderValue::from_str(&args.name)
         .map_err(|_| format!("--name {:?} is not a valid header value", args.name))?;
+    let tls = if args.tls {
+        Some(tls_acceptor()?)
+    } else {
+        None
+    };
     let ctx = Arc::new(Ctx {
         name: args.name.clone(),
         name_header,
+        tls,
     });
 
     // Bind everything first so a bad address fails the whole process before serving.

@@ -21,7 +21,9 @@ use tracing::{debug, info};
 use super::accesslog::{format_line, AccessEntry};
 use super::errors;
 use super::headers::{self, ForwardedFor};
-use crate::routing::{normalize_path, Endpoints, Match, Route, RoutingTable, SharedTable};
+use crate::routing::{
+    normalize_path, Endpoints, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
+};
 
 /// HTTP-01 challenges must reach the backend over plain HTTP.
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
@@ -234,7 +236,7 @@ impl ProxyHttp for SluiceProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let route = ctx
@@ -266,8 +268,28 @@ impl ProxyHttp for SluiceProxy {
         ctx.upstream_started = Some(Instant::now());
         let globals = ctx.table.as_ref().map(|t| &t.globals);
         let globals = globals.cloned().unwrap_or_default();
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let protocol = route.protocol;
+        let tls = matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs);
+        // SNI for TLS backends: the request's host, as most backends expect.
+        let sni = if tls {
+            session
+                .req_header()
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| crate::routing::normalize_host(h).into_owned())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(addr, tls, sni);
         let o = &mut peer.options;
+        // ingress-nginx does not verify backend certificates unless proxy-ssl-verify is on.
+        o.verify_cert = false;
+        o.verify_hostname = false;
+        if matches!(protocol, UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs) {
+            o.set_http_version(2, 2);
+        }
         o.connection_timeout = Some(globals.connect_timeout);
         o.read_timeout = Some(globals.read_timeout);
         o.write_timeout = Some(globals.send_timeout);

@@ -28,6 +28,22 @@ pub struct Route {
     /// Plain-HTTP requests get a redirect to https (the host has TLS and `ssl-redirect`
     /// is on, or `force-ssl-redirect`).
     pub ssl_redirect: bool,
+    /// How to talk to the backend (`backend-protocol`).
+    pub protocol: UpstreamProtocol,
+}
+
+/// ingress-nginx's `backend-protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over plain TCP (also `AUTO_HTTP`).
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS, certificate not verified (`proxy-ssl-verify` off, as in ingress-nginx).
+    Https,
+    /// HTTP/2 over plain TCP (h2c prior knowledge), for gRPC.
+    Grpc,
+    /// HTTP/2 over TLS, for gRPC.
+    Grpcs,
 }
 
 /// A Service port as a proxy target: its identity and its endpoints.
@@ -236,6 +252,7 @@ mod tests {
             path: "/".into(),
             kind: PathKind::Prefix,
             ssl_redirect: false,
+            protocol: UpstreamProtocol::Http,
         })
     }
 

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::backends::{namespace_of, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
-use crate::routing::{HostPattern, PathKind, Route, RoutingTable, TableStats};
+use crate::routing::{HostPattern, PathKind, Route, RoutingTable, TableStats, UpstreamProtocol};
 use crate::source::Snapshot;
 
 /// The deprecated annotation that still selects a class.
@@ -109,6 +109,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
             &mut warnings,
         );
         let force_ssl_redirect = bool_annotation(ing, "force-ssl-redirect", false, &mut warnings);
+        let protocol = backend_protocol(ing, &mut warnings);
 
         if let Some(default) = &spec.default_backend {
             if table.default_backend.is_some() {
@@ -128,6 +129,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     path: "".into(),
                     kind: PathKind::Prefix,
                     ssl_redirect: false,
+                    protocol,
                 }));
             }
         }
@@ -194,6 +196,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     path: path.into(),
                     kind,
                     ssl_redirect: force_ssl_redirect || (ssl_redirect && host_has_tls),
+                    protocol,
                 });
                 if table
                     .hosts
@@ -221,6 +224,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                 path: "".into(),
                 kind: PathKind::Prefix,
                 ssl_redirect: false,
+                protocol: UpstreamProtocol::Http,
             }));
         }
     }
@@ -269,6 +273,31 @@ fn bool_annotation(ing: &Ingress, key: &str, default: bool, warnings: &mut Vec<W
         ));
         default
     })
+}
+
+/// `backend-protocol`: HTTP (default), HTTPS, GRPC, GRPCS, AUTO_HTTP. Anything else
+/// (FCGI, garbage) warns and keeps HTTP.
+fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProtocol {
+    let full = format!("{ANNOTATION_PREFIX}backend-protocol");
+    let Some(raw) = ing.metadata.annotations.as_ref().and_then(|a| a.get(&full)) else {
+        return UpstreamProtocol::Http;
+    };
+    match raw.trim().to_ascii_uppercase().as_str() {
+        "HTTP" | "AUTO_HTTP" => UpstreamProtocol::Http,
+        "HTTPS" => UpstreamProtocol::Https,
+        "GRPC" => UpstreamProtocol::Grpc,
+        "GRPCS" => UpstreamProtocol::Grpcs,
+        _ => {
+            warnings.push(Warning::new(
+                ObjKind::Ingress,
+                namespace_of(&ing.metadata),
+                ing.metadata.name.as_deref().unwrap_or(""),
+                "InvalidAnnotation",
+                format!("{full}: {raw:?} is not supported (HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP); using HTTP"),
+            ));
+            UpstreamProtocol::Http
+        }
+    }
 }
 
 /// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.

@@ -20,8 +20,14 @@ pub struct Echo {
 
 impl Echo {
     pub fn start(name: &str) -> Echo {
+        Echo::start_with(name, &[])
+    }
+
+    /// With extra sluice-echo flags (e.g. `--tls`).
+    pub fn start_with(name: &str, extra: &[&str]) -> Echo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-echo"))
             .args(["--listen", "127.0.0.1:0", "--name", name, "--threads", "1"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
