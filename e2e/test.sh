@@ -36,6 +36,15 @@ command -v ip >/dev/null || need_ip=1
 if [ "${need_ip:-0}" = 1 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
 fi
+# A real gRPC peer (grpcio's health service) for the backend-protocol GRPC/GRPCS tests.
+venv="$HOME/.cache/sluice/venv"
+if ! "$venv/bin/python" -c 'import grpc, grpc_health.v1.health' 2>/dev/null; then
+  echo "== installing grpcio into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check grpcio grpcio-health-checking
+fi
+export SLUICE_PYTHON="$venv/bin/python"
+
 echo "== building the Kubernetes control plane for the e2e suite"
 SLUICE_K8S_BIN="$(bash e2e/k8s/build.sh | tail -n 1)"
 export SLUICE_K8S_BIN

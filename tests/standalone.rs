@@ -465,3 +465,99 @@ fn backend_protocol_speaks_https_h2c_and_h2_over_tls_to_backends() {
         s.logs()
     );
 }
+
+/// A gRPC health server (grpcio, tests/grpc/health.py) on loopback; killed on drop.
+struct GrpcServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+fn python() -> String {
+    std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+impl GrpcServer {
+    fn start(tls: Option<(&std::path::Path, &std::path::Path)>) -> GrpcServer {
+        use std::io::BufRead;
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/health.py");
+        let mut cmd = std::process::Command::new(python());
+        cmd.args([script, "serve", "--port", &port.to_string()]);
+        if let Some((crt, key)) = tls {
+            cmd.arg("--tls").arg(crt).arg(key);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with grpcio (e2e/test.sh installs it)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.contains("listening"),
+            "gRPC server did not start (is grpcio installed? e2e/test.sh installs it): {line:?}"
+        );
+        GrpcServer { child, port }
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn real_grpc_unary_calls_pass_through_grpc_and_grpcs() {
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = (certs.path().join("g.crt"), certs.path().join("g.key"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let plain = GrpcServer::start(None);
+    let secure = GrpcServer::start(Some((&crt, &key)));
+    let addr = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+    let mut m = String::from(INGRESS_CLASS);
+    m += &protocol_ingress("grpc", "grpc.example", "GRPC", "plain");
+    m += &protocol_ingress("grpcs", "grpcs.example", "GRPCS", "secure");
+    m += &endpoint_manifests("plain", &[addr(plain.port)]);
+    m += &endpoint_manifests("secure", &[addr(secure.port)]);
+    let s = Sluice::start(&[("grpc.yaml", &m)], &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/health.py");
+    for authority in ["grpc.example", "grpcs.example"] {
+        // A real gRPC client (h2c to sluice) making unary Check calls.
+        let out = std::process::Command::new(python())
+            .args([
+                script,
+                "check",
+                "--target",
+                &s.http.to_string(),
+                "--authority",
+                authority,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.lines().filter(|l| *l == "SERVING").count() == 3,
+            "{authority}: {stdout}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            s.logs()
+        );
+    }
+}

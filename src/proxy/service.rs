@@ -272,11 +272,7 @@ impl ProxyHttp for SluiceProxy {
         let tls = matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs);
         // SNI for TLS backends: the request's host, as most backends expect.
         let sni = if tls {
-            session
-                .req_header()
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
+            request_host(session.req_header())
                 .map(|h| crate::routing::normalize_host(h).into_owned())
                 .unwrap_or_default()
         } else {
