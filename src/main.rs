@@ -152,6 +152,21 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
     Ok(kube::Client::try_from(config)?)
 }
 
+/// The listen address as written for worker `n`: the same socket address, spelled with
+/// `n` leading zeros on the port (`127.0.0.1:08080`). Pingora keys its table of
+/// listening fds by this string and hands an already-bound fd to every service that
+/// names the same string; two services then own one fd and the second close at
+/// shutdown aborts the process. A distinct spelling per worker gives each worker its
+/// own SO_REUSEPORT socket (the kernel spreads connections across them), and the keys
+/// stay stable across processes for Pingora's fd-passing upgrade.
+fn worker_addr(addr: SocketAddr, n: usize) -> String {
+    let zeros = "0".repeat(n);
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{zeros}{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{zeros}{}", a.ip(), a.port()),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging();
@@ -305,14 +320,14 @@ fn main() -> anyhow::Result<()> {
         }
         let mut sock = TcpSocketOptions::default();
         sock.so_reuseport = Some(true);
-        http.add_tcp_with_settings(&args.http_listen.to_string(), sock.clone());
+        http.add_tcp_with_settings(&worker_addr(args.http_listen, worker), sock.clone());
         let mut tls = TlsSettings::intermediate("", "")?;
         tls.set_cert_resolver(Arc::new(CertResolver::new(
             table.clone(),
             fake_cert.clone(),
         )));
         tls.enable_h2();
-        http.add_tls_with_settings(&args.https_listen.to_string(), Some(sock), tls);
+        http.add_tls_with_settings(&worker_addr(args.https_listen, worker), Some(sock), tls);
         server.add_service(http);
     }
 

@@ -561,3 +561,26 @@ fn real_grpc_unary_calls_pass_through_grpc_and_grpcs() {
         );
     }
 }
+
+#[test]
+fn sigterm_shuts_down_cleanly_with_several_workers() {
+    let alpha = Echo::start("alpha");
+    let m = format!(
+        "{INGRESS_CLASS}{}{}",
+        ingress(
+            "t",
+            "2026-01-01T00:00:00Z",
+            Some("t.example"),
+            &[("Prefix", "/", "alpha")]
+        ),
+        alpha.manifests("alpha")
+    );
+    // Each worker owns its own listening sockets; a shared fd used to be closed twice
+    // at shutdown, which aborted the process.
+    let mut s = Sluice::start(&[("t.yaml", &m)], &["--workers", "3"]);
+    for _ in 0..6 {
+        assert_eq!(s.get("t.example", "/").backend(), Some("alpha"));
+    }
+    let status = s.terminate();
+    assert!(status.success(), "exit {status:?}:\n{}", s.logs());
+}

@@ -127,7 +127,11 @@ impl Sluice {
             .args(["--http-listen", &http.to_string()])
             .args(["--admin-listen", &admin.to_string()])
             .args(https_args)
-            .args(["--workers", "2"])
+            .args(if extra_args.contains(&"--workers") {
+                &[][..]
+            } else {
+                &["--workers", "2"][..]
+            })
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdout(std::fs::File::create(&access_log).unwrap())
@@ -171,6 +175,25 @@ impl Sluice {
     /// tools and ConfigMap mounts do.
     pub fn write(&self, name: &str, content: &str) {
         write_atomic(self.dir.path(), name, content);
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice ignored SIGTERM:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn remove(&self, name: &str) {
