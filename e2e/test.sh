@@ -14,6 +14,9 @@ command -v cmake >/dev/null || need_pkgs+=(cmake)
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v testssl >/dev/null || need_pkgs+=(testssl.sh)   # TLS configuration scan in tests/tls.rs
+command -v ip >/dev/null || need_pkgs+=(iproute2)            # network namespaces for e2e backends
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "installing ${need_pkgs[*]}"
@@ -32,10 +35,6 @@ done
 # The e2e suite runs a real kube-apiserver, kube-controller-manager and etcd, built
 # from their Go modules (cached under ~/.cache/sluice/k8s; minutes cold, seconds warm).
 command -v go >/dev/null || { echo "go not found: the e2e suite builds Kubernetes from its Go modules" >&2; exit 1; }
-command -v ip >/dev/null || need_ip=1
-if [ "${need_ip:-0}" = 1 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
-fi
 # A real gRPC peer (grpcio's health service) for the backend-protocol GRPC/GRPCS tests.
 venv="$HOME/.cache/sluice/venv"
 if ! "$venv/bin/python" -c 'import grpc, grpc_health.v1.health' 2>/dev/null; then

@@ -663,3 +663,79 @@ fn default_ssl_certificate_flag_replaces_the_generated_one() {
     wait_served(&s, https, "unknown.example", &next, Duration::from_secs(2));
     assert_serves(&s, https, Some("site.example"), &site);
 }
+
+/// testssl.sh (Debian's package; e2e/test.sh installs it) scans the HTTPS listener:
+/// no SSLv2/SSLv3/TLS 1.0/TLS 1.1, no NULL/anonymous/export/low/3DES/"average" ciphers,
+/// strong ciphers and TLS 1.2/1.3 offered, ALPN h2.
+#[test]
+fn testssl_finds_no_weak_protocol_or_cipher() {
+    let echo = Echo::start("scan");
+    let cert = Cert::ecdsa("scan.example", &["scan.example"]);
+    let m = format!(
+        "{INGRESS_CLASS}{}{}{}",
+        cert.secret("scan-tls"),
+        tls_ingress(
+            "scan",
+            "scan.example",
+            &[("/", "scan")],
+            Some("scan-tls"),
+            &[]
+        ),
+        echo.manifests("scan")
+    );
+    let (_s, https) = start_tls(&[("scan.yaml", &m)], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("testssl.json");
+    let out = std::process::Command::new("testssl")
+        .args([
+            "--quiet",
+            "--warnings",
+            "off",
+            "--color",
+            "0",
+            "-p",
+            "-s",
+            "--jsonfile",
+        ])
+        .arg(&json)
+        .args([
+            "--ip",
+            "127.0.0.1",
+            &format!("https://scan.example:{}", https.port()),
+        ])
+        .output()
+        .expect("testssl (Debian package testssl.sh; e2e/test.sh installs it)");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|_| {
+        panic!(
+            "testssl wrote no JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let finding = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .and_then(|f| f["finding"].as_str())
+            .unwrap_or_else(|| panic!("testssl reported no {id}: {text}"))
+            .to_string()
+    };
+    for id in [
+        "SSLv2",
+        "SSLv3",
+        "TLS1",
+        "TLS1_1",
+        "cipherlist_NULL",
+        "cipherlist_aNULL",
+        "cipherlist_EXPORT",
+        "cipherlist_LOW",
+        "cipherlist_3DES_IDEA",
+        "cipherlist_AVERAGE",
+    ] {
+        assert_eq!(finding(id), "not offered", "{id}");
+    }
+    for id in ["TLS1_2", "TLS1_3", "cipherlist_STRONG"] {
+        assert!(finding(id).starts_with("offered"), "{id}: {}", finding(id));
+    }
+    assert_eq!(finding("ALPN_HTTP2"), "h2");
+}
