@@ -512,23 +512,7 @@ impl Drop for GrpcServer {
 #[test]
 fn real_grpc_unary_calls_pass_through_grpc_and_grpcs() {
     let certs = tempfile::tempdir().unwrap();
-    let (crt, key) = (certs.path().join("g.crt"), certs.path().join("g.key"));
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(ok.status.success());
+    let (crt, key) = support::cluster::self_signed(certs.path(), "localhost", "grpc");
     let plain = GrpcServer::start(None);
     let secure = GrpcServer::start(Some((&crt, &key)));
     let addr = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };

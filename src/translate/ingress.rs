@@ -256,48 +256,54 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
 /// The prefix of ingress-nginx's annotations.
 pub const ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
-/// A boolean `nginx.ingress.kubernetes.io/<key>` annotation; an invalid value keeps
-/// `default` and warns.
-fn bool_annotation(ing: &Ingress, key: &str, default: bool, warnings: &mut Vec<Warning>) -> bool {
+/// One `nginx.ingress.kubernetes.io/<key>` annotation parsed with `parse`; a value it
+/// rejects keeps `default` and warns, naming the annotation, the value and what `parse`
+/// expected (its `Err`).
+fn annotation<T: std::fmt::Debug + Copy>(
+    ing: &Ingress,
+    key: &str,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, &'static str>,
+    warnings: &mut Vec<Warning>,
+) -> T {
     let full = format!("{ANNOTATION_PREFIX}{key}");
     let Some(raw) = ing.metadata.annotations.as_ref().and_then(|a| a.get(&full)) else {
         return default;
     };
-    super::configmap::parse_bool(raw).unwrap_or_else(|| {
+    parse(raw).unwrap_or_else(|expected| {
         warnings.push(Warning::new(
             ObjKind::Ingress,
             namespace_of(&ing.metadata),
             ing.metadata.name.as_deref().unwrap_or(""),
             "InvalidAnnotation",
-            format!("{full}: {raw:?} is not true or false; using {default}"),
+            format!("{full}: {raw:?} is not {expected}; using {default:?}"),
         ));
         default
     })
 }
 
+fn bool_annotation(ing: &Ingress, key: &str, default: bool, warnings: &mut Vec<Warning>) -> bool {
+    let parse = |raw: &str| super::configmap::parse_bool(raw).ok_or("true or false");
+    annotation(ing, key, default, parse, warnings)
+}
+
 /// `backend-protocol`: HTTP (default), HTTPS, GRPC, GRPCS, AUTO_HTTP. Anything else
 /// (FCGI, garbage) warns and keeps HTTP.
 fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProtocol {
-    let full = format!("{ANNOTATION_PREFIX}backend-protocol");
-    let Some(raw) = ing.metadata.annotations.as_ref().and_then(|a| a.get(&full)) else {
-        return UpstreamProtocol::Http;
+    let parse = |raw: &str| match raw.trim().to_ascii_uppercase().as_str() {
+        "HTTP" | "AUTO_HTTP" => Ok(UpstreamProtocol::Http),
+        "HTTPS" => Ok(UpstreamProtocol::Https),
+        "GRPC" => Ok(UpstreamProtocol::Grpc),
+        "GRPCS" => Ok(UpstreamProtocol::Grpcs),
+        _ => Err("supported (HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP)"),
     };
-    match raw.trim().to_ascii_uppercase().as_str() {
-        "HTTP" | "AUTO_HTTP" => UpstreamProtocol::Http,
-        "HTTPS" => UpstreamProtocol::Https,
-        "GRPC" => UpstreamProtocol::Grpc,
-        "GRPCS" => UpstreamProtocol::Grpcs,
-        _ => {
-            warnings.push(Warning::new(
-                ObjKind::Ingress,
-                namespace_of(&ing.metadata),
-                ing.metadata.name.as_deref().unwrap_or(""),
-                "InvalidAnnotation",
-                format!("{full}: {raw:?} is not supported (HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP); using HTTP"),
-            ));
-            UpstreamProtocol::Http
-        }
-    }
+    annotation(
+        ing,
+        "backend-protocol",
+        UpstreamProtocol::Http,
+        parse,
+        warnings,
+    )
 }
 
 /// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.
