@@ -249,6 +249,10 @@ const DEBOUNCE_MAX: Duration = Duration::from_millis(100);
 pub async fn run(stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuilder) {
     stores.wait_until_ready().await;
     info!("every watched kind listed; publishing the first table");
+    // The initial lists left a notification behind; the snapshot taken next already
+    // contains what it announced (reflectors update their store before the event is
+    // seen), so drop it rather than rebuild the same table twice.
+    let _ = tokio::time::timeout(Duration::ZERO, changed.notified()).await;
     rebuilder.rebuild(&stores.snapshot());
     loop {
         changed.notified().await;
