@@ -568,3 +568,39 @@ fn sigterm_shuts_down_cleanly_with_several_workers() {
     let status = s.terminate();
     assert!(status.success(), "exit {status:?}:\n{}", s.logs());
 }
+
+#[test]
+fn http10_without_keep_alive_gets_its_connection_closed() {
+    use std::io::{Read, Write};
+    let alpha = Echo::start("alpha");
+    let m = format!(
+        "{INGRESS_CLASS}{}{}",
+        ingress(
+            "old",
+            "2026-01-01T00:00:00Z",
+            Some("old.example"),
+            &[("Prefix", "/", "alpha")]
+        ),
+        alpha.manifests("alpha")
+    );
+    let s = Sluice::start(&[("old.yaml", &m)], &[]);
+    for request in [
+        "GET / HTTP/1.0\r\nHost: old.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: old.example\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut conn = std::net::TcpStream::connect(s.http).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        // read_to_string only returns once sluice closes the connection.
+        conn.read_to_string(&mut reply)
+            .unwrap_or_else(|e| panic!("connection left open after {request:?}: {e}"));
+        assert!(reply.contains(" 200 "), "{reply}");
+        assert!(
+            !reply
+                .to_ascii_lowercase()
+                .contains("connection: keep-alive"),
+            "{reply}"
+        );
+    }
+}

@@ -173,7 +173,21 @@ impl ProxyHttp for SluiceProxy {
         session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
-        session.set_keepalive(Some(self.options.client_keepalive.as_secs()));
+        // Keep the client connection only when HTTP/1.x allows it: HTTP/1.0 needs an
+        // explicit `Connection: keep-alive`, and `Connection: close` always closes.
+        let req = session.req_header();
+        let connection = req
+            .headers
+            .get(http::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let token = |t: &str| connection.split(',').any(|c| c.trim() == t);
+        let keep = match req.version {
+            http::Version::HTTP_10 => token("keep-alive"),
+            _ => !token("close"),
+        };
+        session.set_keepalive(keep.then_some(self.options.client_keepalive.as_secs()));
         // nginx's client_header/body_timeout and send_timeout defaults.
         session.set_read_timeout(Some(Duration::from_secs(60)));
         session.set_write_timeout(Some(Duration::from_secs(60)));
