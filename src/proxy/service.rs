@@ -82,6 +82,8 @@ pub struct RequestCtx {
     own_status: Option<u16>,
     /// The request arrived over TLS.
     tls: bool,
+    /// Size of the request head, measured once for the header limit and the access log.
+    head_bytes: usize,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -165,6 +167,7 @@ impl ProxyHttp for SluiceProxy {
             upstream_status: None,
             own_status: None,
             tls: false,
+            head_bytes: 0,
         }
     }
 
@@ -204,7 +207,8 @@ impl ProxyHttp for SluiceProxy {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(headers::new_request_id, str::to_string);
-        if header_bytes(req) > self.options.max_request_header_bytes {
+        ctx.head_bytes = header_bytes(req);
+        if ctx.head_bytes > self.options.max_request_header_bytes {
             respond(session, 400, ctx).await?;
             return Ok(true);
         }
@@ -280,8 +284,12 @@ impl ProxyHttp for SluiceProxy {
             addr.ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no endpoints"))?;
         ctx.upstream_addr = Some(addr);
         ctx.upstream_started = Some(Instant::now());
-        let globals = ctx.table.as_ref().map(|t| &t.globals);
-        let globals = globals.cloned().unwrap_or_default();
+        // request_filter stored the table before any request reaches an upstream.
+        let table = ctx
+            .table
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let globals = &table.globals;
         let protocol = route.protocol;
         let tls = matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs);
         // SNI for TLS backends: the request's host, as most backends expect.
@@ -459,7 +467,11 @@ impl ProxyHttp for SluiceProxy {
             body_bytes_sent: session.body_bytes_sent(),
             referer: hdr("referer"),
             user_agent: hdr("user-agent"),
-            request_length: header_bytes(req) + session.body_bytes_read(),
+            // Measured in request_filter; requests that never got there are measured now.
+            request_length: match ctx.head_bytes {
+                0 => header_bytes(req),
+                n => n,
+            } + session.body_bytes_read(),
             request_time: ctx.started.elapsed().as_secs_f64(),
             upstream_name,
             upstream_addr: &upstream_addr,
