@@ -255,16 +255,7 @@ pub async fn run(stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuilder)
     let _ = tokio::time::timeout(Duration::ZERO, changed.notified()).await;
     rebuilder.rebuild(&stores.snapshot());
     loop {
-        changed.notified().await;
-        let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
-        loop {
-            tokio::select! {
-                _ = changed.notified() => {
-                    if tokio::time::Instant::now() >= deadline { break; }
-                }
-                _ = tokio::time::sleep(DEBOUNCE_QUIET) => break,
-            }
-        }
+        super::debounced(&changed, DEBOUNCE_QUIET, DEBOUNCE_MAX).await;
         rebuilder.rebuild(&stores.snapshot());
     }
 }

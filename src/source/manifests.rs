@@ -554,33 +554,25 @@ const DEBOUNCE_MAX: Duration = Duration::from_millis(200);
 
 /// Watches the directory and rebuilds on every change until the runtime stops.
 /// The first load must already have happened (see [`load_and_publish`]).
+/// Returns only if the watch cannot be set up.
 pub async fn watch(mut dir: ManifestDir, mut rebuilder: Rebuilder) -> notify::Result<()> {
     use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = changed.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        let _ = tx.send(ev);
-    })?;
-    watcher.watch(dir.root(), RecursiveMode::Recursive)?;
-    info!(dir = %dir.root().display(), "watching manifests");
-    while let Some(ev) = rx.recv().await {
         if let Err(e) = ev {
             warn!(error = %e, "file watch error; rebuilding anyway");
         }
-        let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
-        loop {
-            let quiet = tokio::time::sleep(DEBOUNCE_QUIET);
-            tokio::select! {
-                more = rx.recv() => {
-                    if more.is_none() || tokio::time::Instant::now() >= deadline { break; }
-                }
-                _ = quiet => break,
-            }
-        }
+        notify.notify_one();
+    })?;
+    watcher.watch(dir.root(), RecursiveMode::Recursive)?;
+    info!(dir = %dir.root().display(), "watching manifests");
+    loop {
+        super::debounced(&changed, DEBOUNCE_QUIET, DEBOUNCE_MAX).await;
         if let Err(e) = load_and_publish(&mut dir, &mut rebuilder) {
             warn!(dir = %dir.root().display(), error = %e, "cannot read manifests; keeping the last table");
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub fn now_secs() -> i64 {
 }
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -43,6 +43,22 @@ use crate::config::TranslateConfig;
 use crate::routing::SharedTable;
 use crate::status::StatusInput;
 use crate::translate::{translate, Warning};
+
+/// Waits for a change announced on `changed`, then until `quiet` passes without another
+/// or `max` has passed since the first: a burst of changes costs one rebuild, and a
+/// steady stream cannot postpone one for longer than `max`.
+pub async fn debounced(changed: &tokio::sync::Notify, quiet: Duration, max: Duration) {
+    changed.notified().await;
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {
+                if tokio::time::Instant::now() >= deadline { return; }
+            }
+            _ = tokio::time::sleep(quiet) => return,
+        }
+    }
+}
 
 /// Turns snapshots into published tables and reports what translation warned about.
 /// Every source drives one of these; it is the only writer of the [`SharedTable`].
