@@ -76,58 +76,14 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(ngin
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(haproxy)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-if ((${#need_pkgs[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing ${need_pkgs[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-    else
-        die "missing ${need_pkgs[*]}: install them (Debian: apt-get install -y ${need_pkgs[*]}) or run as root"
-    fi
-fi
+# shellcheck source=e2e/bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_install "${need_pkgs[@]}"
 export PATH="$PATH:/usr/sbin:/sbin"
-
-ECHO_BIN="$ROOT/target/release/sluice-echo"
-SLUICE_BIN=${BENCH_SLUICE_BIN:-"$ROOT/target/release/sluice"}
-SLUICE_BUILD_FAILED=""
-if ((BUILD)); then
-    log "building release binaries (cargo build --release --bins)"
-    if ! (cd "$ROOT" && cargo build --release --bins --quiet); then
-        # The backend is what every row needs; a stale one is acceptable, a stale sluice is not.
-        SLUICE_BUILD_FAILED="cargo build --release --bins failed"
-        [[ -x "$ECHO_BIN" ]] || die "build failed and there is no $ECHO_BIN to fall back to"
-        log "WARNING: build failed; using the existing $ECHO_BIN, sluice row will be skipped"
-    fi
-fi
-[[ -x "$ECHO_BIN" ]] || die "$ECHO_BIN not found (build it or drop --no-build)"
+bench_build "$BUILD"
 
 # ---------------------------------------------------------------- process management
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # Give each a moment to exit, then insist.
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+bench_tmp sluice-bench
 for p in $BACKEND_PORT $NGINX_PORT $HAPROXY_PORT $SLUICE_PORT $SLUICE_ADMIN_PORT; do
     port_busy "$p" && die "127.0.0.1:$p is already in use; stop whatever listens there"
 done

@@ -105,56 +105,14 @@ command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
-if ((${#need_pkgs[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing ${need_pkgs[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-    else
-        die "missing ${need_pkgs[*]}: install them (Debian: apt-get install -y ${need_pkgs[*]}) or run as root"
-    fi
-fi
+# shellcheck source=e2e/bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_install "${need_pkgs[@]}"
 export PATH="$PATH:/usr/sbin:/sbin"
-
-ECHO_BIN="$ROOT/target/release/sluice-echo"
-SLUICE_BIN=${BENCH_SLUICE_BIN:-"$ROOT/target/release/sluice"}
-SLUICE_BUILD_FAILED=""
-if ((BUILD)); then
-    log "building release binaries (cargo build --release --bins)"
-    if ! (cd "$ROOT" && cargo build --release --bins --quiet); then
-        SLUICE_BUILD_FAILED="cargo build --release --bins failed"
-        [[ -x "$ECHO_BIN" ]] || die "build failed and there is no $ECHO_BIN to fall back to"
-        log "WARNING: build failed; using the existing $ECHO_BIN, sluice columns will be skipped"
-    fi
-fi
-[[ -x "$ECHO_BIN" ]] || die "$ECHO_BIN not found (build it or drop --no-build)"
+bench_build "$BUILD"
 
 # ---------------------------------------------------------------- process management
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-tls.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+bench_tmp sluice-bench-tls
 for p in $BACKEND_PORT $NGINX_ECDSA_PORT $NGINX_RSA_PORT "${SLUICE_ECDSA_PORTS[@]}" \
     "${SLUICE_RSA_PORTS[@]}" "${SLUICE_MANY_PORTS[@]}"; do
     port_busy "$p" && die "127.0.0.1:$p is already in use; stop whatever listens there"

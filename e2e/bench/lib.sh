@@ -1,0 +1,64 @@
+# Shared by the benchmark scripts that compare sluice with nginx/HAProxy on this machine:
+# installing missing Debian packages, building the release binaries, and a temp dir
+# whose processes are all stopped on exit. Source it after defining log() and die().
+
+# bench_install PKG...: installs the Debian packages given (as root), or fails clearly.
+bench_install() {
+    (($#)) || return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing $*"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        die "missing $*: install them (Debian: apt-get install -y $*) or run as root"
+    fi
+}
+
+# bench_build BUILD: sets ECHO_BIN, SLUICE_BIN and SLUICE_BUILD_FAILED; builds the release
+# binaries when BUILD is 1. The backend is what every row needs: a stale one is
+# acceptable, a stale sluice is not (its rows are then skipped).
+bench_build() {
+    ECHO_BIN="$ROOT/target/release/sluice-echo"
+    SLUICE_BIN=${BENCH_SLUICE_BIN:-"$ROOT/target/release/sluice"}
+    SLUICE_BUILD_FAILED=""
+    if (($1)); then
+        log "building release binaries (cargo build --release --bins)"
+        if ! (cd "$ROOT" && cargo build --release --bins --quiet); then
+            SLUICE_BUILD_FAILED="cargo build --release --bins failed"
+            [[ -x "$ECHO_BIN" ]] || die "build failed and there is no $ECHO_BIN to fall back to"
+            log "WARNING: build failed; using the existing $ECHO_BIN, sluice results will be skipped"
+        fi
+    fi
+    [[ -x "$ECHO_BIN" ]] || die "$ECHO_BIN not found (build it or drop --no-build)"
+}
+
+# bench_tmp PREFIX: sets TMP to a new temp dir and PIDS=(); on exit every PID in PIDS is
+# stopped (TERM, then KILL after 1 s) and TMP removed unless BENCH_KEEP=1.
+bench_tmp() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    PIDS=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        log "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
