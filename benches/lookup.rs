@@ -39,15 +39,7 @@ fn big_table() -> RoutingTable {
                 3 => (PathKind::Exact, format!("/login/{h}")),
                 _ => (PathKind::Prefix, format!("/static/{h}/assets")),
             };
-            let route = Arc::new(Route {
-                backend: backend.clone(),
-                ingress_namespace: "bench".into(),
-                ingress_name: host.as_str().into(),
-                path: path.as_str().into(),
-                kind,
-                ssl_redirect: false,
-                protocol: Default::default(),
-            });
+            let route = Arc::new(Route::new(backend.clone(), "bench", &host, &path, kind));
             rules.insert(kind, &path, route).unwrap();
         }
     }

@@ -739,3 +739,155 @@ fn testssl_finds_no_weak_protocol_or_cipher() {
     }
     assert_eq!(finding("ALPN_HTTP2"), "h2");
 }
+
+/// An Ingress to `svc` (port 80) over `backend-protocol: HTTPS` with extra annotations.
+fn https_backend_ingress(
+    name: &str,
+    host: &str,
+    svc: &str,
+    annotations: &[(&str, &str)],
+) -> String {
+    let mut a = String::from("nginx.ingress.kubernetes.io/backend-protocol: \"HTTPS\"");
+    for (k, v) in annotations {
+        a += &format!(", nginx.ingress.kubernetes.io/{k}: \"{v}\"");
+    }
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{a}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
+    )
+}
+
+#[test]
+fn proxy_ssl_annotations_verify_backends_and_present_client_certificates() {
+    let ca = Cert::ca("sluice test CA");
+    let other_ca = Cert::ca("some other CA");
+    let server = ca.issue(
+        "backend",
+        &[
+            "verified.default.svc",
+            "mtls.default.svc",
+            "backend.internal",
+        ],
+    );
+    let client_cert = ca.issue("sluice-client", &[]);
+    let arg = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    let (cert, key, ca_path) = (arg(server.path()), arg(server.key_path()), arg(ca.path()));
+    let verified = Echo::start_with("verified", &["--tls", "--cert", &cert, "--key", &key]);
+    let mtls = Echo::start_with(
+        "mtls",
+        &[
+            "--tls",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--client-ca",
+            &ca_path,
+        ],
+    );
+
+    let mut m = String::from(INGRESS_CLASS);
+    m += &secret("ca", "Opaque", &[("ca.crt", &ca.cert_pem)]);
+    m += &secret("other-ca", "Opaque", &[("ca.crt", &other_ca.cert_pem)]);
+    m += &secret(
+        "client",
+        "kubernetes.io/tls",
+        &[
+            ("tls.crt", &client_cert.cert_pem),
+            ("tls.key", &client_cert.key_pem),
+            ("ca.crt", &ca.cert_pem),
+        ],
+    );
+    m += &secret("garbage", "Opaque", &[("ca.crt", "not a certificate")]);
+    let on = ("proxy-ssl-verify", "on");
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        ("plain", "verified", &[]),
+        ("ok", "verified", &[on, ("proxy-ssl-secret", "default/ca")]),
+        (
+            "named",
+            "verified",
+            &[
+                on,
+                ("proxy-ssl-secret", "ca"),
+                ("proxy-ssl-name", "backend.internal"),
+            ],
+        ),
+        (
+            "wrongca",
+            "verified",
+            &[on, ("proxy-ssl-secret", "default/other-ca")],
+        ),
+        (
+            "wrongname",
+            "verified",
+            &[
+                on,
+                ("proxy-ssl-secret", "default/ca"),
+                ("proxy-ssl-name", "nope.internal"),
+            ],
+        ),
+        ("nosecret", "verified", &[on]),
+        (
+            "garbage",
+            "verified",
+            &[on, ("proxy-ssl-secret", "default/garbage")],
+        ),
+        (
+            "mtls",
+            "mtls",
+            &[on, ("proxy-ssl-secret", "default/client")],
+        ),
+        (
+            "mtls-noverify",
+            "mtls",
+            &[("proxy-ssl-secret", "default/client")],
+        ),
+        ("mtls-nocert", "mtls", &[]),
+        ("nosni", "verified", &[("proxy-ssl-server-name", "off")]),
+    ];
+    for (name, svc, ann) in cases {
+        m += &https_backend_ingress(name, &format!("{name}.example"), svc, ann);
+    }
+    m += &verified.manifests("verified");
+    m += &mtls.manifests("mtls");
+    let s = Sluice::start(&[("proxyssl.yaml", &m)], &[]);
+
+    // (host, status, SNI the backend saw, client certificate CN it saw)
+    let expect: &[(&str, u16, Option<&str>, Option<&str>)] = &[
+        ("plain", 200, Some("plain.example"), None),
+        ("ok", 200, Some("verified.default.svc"), None),
+        ("named", 200, Some("backend.internal"), None),
+        ("wrongca", 502, None, None),
+        ("wrongname", 502, None, None),
+        ("nosecret", 503, None, None),
+        ("garbage", 503, None, None),
+        ("mtls", 200, Some("mtls.default.svc"), Some("sluice-client")),
+        (
+            "mtls-noverify",
+            200,
+            Some("mtls-noverify.example"),
+            Some("sluice-client"),
+        ),
+        ("mtls-nocert", 502, None, None),
+        ("nosni", 200, None, None),
+    ];
+    for (name, status, sni, cn) in expect {
+        let host = format!("{name}.example");
+        let r = s.get(&host, "/x");
+        assert_eq!(r.status, *status, "{host}: {r:?}\n{}", s.logs());
+        if *status == 200 {
+            let seen = r.echoed();
+            assert_eq!(seen["tls"], true, "{host}: {seen}");
+            assert_eq!(seen["sni"].as_str(), *sni, "{host}: {seen}");
+            assert_eq!(seen["client_cn"].as_str(), *cn, "{host}: {seen}");
+        }
+    }
+    let logs = s.logs();
+    for bad in ["nosecret", "garbage"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("InvalidProxySslSecret") && l.contains(&format!("name={bad}"))),
+            "no warning for {bad}:\n{logs}"
+        );
+    }
+}

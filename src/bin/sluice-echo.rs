@@ -16,9 +16,13 @@
 //!
 //! With `--tls` every address serves TLS instead (a self-signed certificate generated at
 //! start, ALPN h2 and http/1.1), for testing `backend-protocol: HTTPS/GRPCS`; the JSON
-//! then says `"tls": true`.
+//! then says `"tls": true`, with `"sni"` (the server name the client sent, or null).
+//! `--cert`/`--key` serve a given PEM chain and key instead; `--client-ca` requires a
+//! client certificate signed by that CA and reports its CN as `"client_cn"` (for testing
+//! `proxy-ssl-verify` and `proxy-ssl-secret`).
 //!
-//! Usage: `sluice-echo --listen 127.0.0.1:9001 [--listen ...] --name alpha [--tls] [--threads N]`.
+//! Usage: `sluice-echo --listen 127.0.0.1:9001 [--listen ...] --name alpha [--tls
+//! [--cert PEM --key PEM] [--client-ca PEM]] [--threads N]`.
 //! For each address, once bound, `sluice-echo NAME listening on ADDR` is printed on stdout.
 
 use std::convert::Infallible;
@@ -62,6 +66,18 @@ struct Args {
     #[arg(long)]
     tls: bool,
 
+    /// With `--tls`: serve this PEM certificate chain instead of a generated one.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+
+    /// With `--tls`: the private key of `--cert`.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<std::path::PathBuf>,
+
+    /// With `--tls`: require a client certificate signed by this CA.
+    #[arg(long, value_name = "PEM")]
+    client_ca: Option<std::path::PathBuf>,
+
     /// Number of runtime worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -75,6 +91,13 @@ struct Ctx {
     name_header: HeaderValue,
     /// `--tls`: connections are TLS (self-signed certificate, ALPN h2 and http/1.1).
     tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// What one connection's handshake revealed.
+struct Conn {
+    peer: SocketAddr,
+    sni: Option<String>,
+    client_cn: Option<String>,
 }
 
 /// Response body: a single chunk, `N` bytes of `x`, or the request body streamed back.
@@ -179,7 +202,7 @@ fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
 async fn handle(
     mut req: Request<Incoming>,
     ctx: Arc<Ctx>,
-    peer: SocketAddr,
+    conn: Arc<Conn>,
 ) -> Result<Response<EchoBody>, Infallible> {
     if is_websocket_upgrade(&req) {
         return Ok(websocket(&mut req, ctx));
@@ -245,7 +268,9 @@ async fn handle(
         "tls": ctx.tls.is_some(),
         "headers": headers,
         "body_len": body_len,
-        "peer": peer.to_string(),
+        "peer": conn.peer.to_string(),
+        "sni": conn.sni,
+        "client_cn": conn.client_cn,
     });
     let mut out = serde_json::to_vec(&doc).expect("JSON serialization cannot fail");
     out.push(b'\n');
@@ -349,13 +374,27 @@ async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
                     let Ok(tls) = acceptor.accept(stream).await else {
                         return;
                     };
-                    let svc = service_fn(move |req| handle(req, ctx.clone(), peer));
+                    let (_, session) = tls.get_ref();
+                    let conn = Arc::new(Conn {
+                        peer,
+                        sni: session.server_name().map(str::to_owned),
+                        client_cn: session
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| common_name(c.as_ref())),
+                    });
+                    let svc = service_fn(move |req| handle(req, ctx.clone(), conn.clone()));
                     let _ = builder
                         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                         .await;
                 }
                 None => {
-                    let svc = service_fn(move |req| handle(req, ctx.clone(), peer));
+                    let conn = Arc::new(Conn {
+                        peer,
+                        sni: None,
+                        client_cn: None,
+                    });
+                    let svc = service_fn(move |req| handle(req, ctx.clone(), conn.clone()));
                     let _ = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
@@ -365,22 +404,69 @@ async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     }
 }
 
-/// A TLS acceptor with a fresh self-signed certificate for `localhost` (backends behind
-/// `backend-protocol: HTTPS/GRPCS` are not verified by default, as in ingress-nginx).
-fn tls_acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .and_then(|p| p.self_signed(&key))
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
+    Some(cn)
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The TLS acceptor: `--cert`/`--key`, else a fresh self-signed certificate for
+/// `localhost` (backends behind `backend-protocol: HTTPS/GRPCS` are not verified by
+/// default, as in ingress-nginx); with `--client-ca`, client certificates are required.
+fn tls_acceptor(args: &Args) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (chain, key) = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => {
+            let chain = CertificateDer::pem_slice_iter(&read_pem(c)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", c.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(&read_pem(k)?)
+                .map_err(|e| format!("{}: {e}", k.display()))?;
+            (chain, key)
+        }
+        _ => {
+            let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+                .and_then(|p| p.self_signed(&key))
+                .map_err(|e| e.to_string())?;
+            let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+            (vec![cert.der().clone()], der)
+        }
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der().clone()], der)
-    .map_err(|e| e.to_string())?;
+    let builder = match &args.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&read_pem(ca)?) {
+                roots
+                    .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
@@ -389,7 +475,7 @@ async fn run(args: Args) -> Result<(), String> {
     let name_header = HeaderValue::from_str(&args.name)
         .map_err(|_| format!("--name {:?} is not a valid header value", args.name))?;
     let tls = if args.tls {
-        Some(tls_acceptor()?)
+        Some(tls_acceptor(&args)?)
     } else {
         None
     };

@@ -23,6 +23,7 @@ use super::errors;
 use super::headers::{self, ForwardedFor};
 use crate::routing::{
     normalize_path, Endpoints, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
+    UpstreamTls,
 };
 
 /// HTTP-01 challenges must reach the backend over plain HTTP.
@@ -292,19 +293,35 @@ impl ProxyHttp for SluiceProxy {
         let globals = &table.globals;
         let protocol = route.protocol;
         let tls = matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs);
-        // SNI for TLS backends: the request's host, as most backends expect.
-        let sni = if tls {
-            request_host(session.req_header())
+        let settings = route.upstream_tls.as_deref();
+        // SNI: the verified name when verifying (proxy-ssl-name, else the Service's DNS
+        // name); otherwise proxy-ssl-name, else the request's host, as most backends expect.
+        let sni = match settings {
+            _ if !tls => String::new(),
+            Some(t) if t.verify => match &t.name {
+                Some(n) => n.to_string(),
+                None => format!("{}.{}.svc", route.backend.service, route.backend.namespace),
+            },
+            // rustls never sends an IP address as SNI; Pingora cannot take an empty name.
+            Some(t) if !t.send_sni => addr.ip().to_string(),
+            Some(UpstreamTls { name: Some(n), .. }) => n.to_string(),
+            _ => request_host(session.req_header())
                 .map(|h| crate::routing::normalize_host(h).into_owned())
-                .unwrap_or_default()
-        } else {
-            String::new()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| addr.ip().to_string()),
         };
         let mut peer = HttpPeer::new(addr, tls, sni);
         let o = &mut peer.options;
         // ingress-nginx does not verify backend certificates unless proxy-ssl-verify is on.
-        o.verify_cert = false;
-        o.verify_hostname = false;
+        let verify = settings.is_some_and(|t| t.verify);
+        o.verify_cert = verify;
+        o.verify_hostname = verify;
+        if let Some(t) = settings.filter(|_| tls) {
+            o.ca = t.ca.clone();
+            peer.client_cert_key = t.client_cert.clone();
+            peer.group_key = t.pool_group;
+        }
+        let o = &mut peer.options;
         if matches!(protocol, UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs) {
             o.set_http_version(2, 2);
         }

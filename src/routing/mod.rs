@@ -11,5 +11,5 @@ pub use certs::CertTable;
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
 pub use table::{
     Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,
-    UpstreamProtocol,
+    UpstreamProtocol, UpstreamTls,
 };

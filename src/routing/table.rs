@@ -30,6 +30,61 @@ pub struct Route {
     pub ssl_redirect: bool,
     /// How to talk to the backend (`backend-protocol`).
     pub protocol: UpstreamProtocol,
+    /// TLS settings for HTTPS/GRPCS backends (`proxy-ssl-*`); `None` = ingress-nginx's
+    /// default: no verification, no client certificate, the request host as SNI.
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
+}
+
+/// ingress-nginx's `proxy-ssl-*` annotations, parsed once during translation into the
+/// types Pingora's connector takes, so connecting does no PEM or DER parsing.
+pub struct UpstreamTls {
+    /// `proxy-ssl-verify: on`: the backend's chain must lead to `ca` and name `name`.
+    pub verify: bool,
+    /// `proxy-ssl-name`: sent as SNI and, when verifying, the name checked.
+    pub name: Option<Box<str>>,
+    /// `proxy-ssl-server-name: off` with verification off: send no SNI (nginx's default).
+    pub send_sni: bool,
+    /// `ca.crt` of `proxy-ssl-secret`.
+    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    /// `tls.crt` + `tls.key` of `proxy-ssl-secret`: the client certificate (mTLS).
+    pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
+    /// Keeps pooled connections made with one trust root apart from the others
+    /// (Pingora's pool key covers verification flags and client certificate, not the CA).
+    pub pool_group: u64,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("verify", &self.verify)
+            .field("name", &self.name)
+            .field("send_sni", &self.send_sni)
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("client_cert", &self.client_cert.is_some())
+            .finish()
+    }
+}
+
+impl Route {
+    /// A route with every per-route setting at its ingress-nginx default.
+    pub fn new(
+        backend: Arc<Backend>,
+        ingress_namespace: &str,
+        ingress_name: &str,
+        path: &str,
+        kind: PathKind,
+    ) -> Route {
+        Route {
+            backend,
+            ingress_namespace: ingress_namespace.into(),
+            ingress_name: ingress_name.into(),
+            path: path.into(),
+            kind,
+            ssl_redirect: false,
+            protocol: UpstreamProtocol::Http,
+            upstream_tls: None,
+        }
+    }
 }
 
 /// ingress-nginx's `backend-protocol`.
@@ -253,6 +308,7 @@ mod tests {
             kind: PathKind::Prefix,
             ssl_redirect: false,
             protocol: UpstreamProtocol::Http,
+            upstream_tls: None,
         })
     }
 

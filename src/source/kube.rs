@@ -1,10 +1,13 @@
 //! Controller mode: the API server as the object source.
 //!
 //! Owns one kube-runtime reflector per watched kind (and per namespace with
-//! `--watch-namespace`): Ingress, IngressClass, Service, EndpointSlice, Secret (only
-//! `type=kubernetes.io/tls`, by field selector) and the `--configmap` ConfigMap. Cached
-//! objects are trimmed (managedFields, last-applied annotations, Secret data other than
-//! the certificate and key) so memory follows what translation reads.
+//! `--watch-namespace`): Ingress, IngressClass, Service, EndpointSlice, Secret and the
+//! `--configmap` ConfigMap. Secrets are filtered by field selector (Helm release,
+//! service-account token and registry Secrets are never read: annotations cannot use
+//! them); `proxy-ssl-secret` and `auth-secret` point at Opaque Secrets, so those are
+//! watched. Cached objects are trimmed (managedFields, last-applied annotations; TLS
+//! Secrets keep only certificate, key and CA; other Secrets drop values over 64 KiB,
+//! which no annotation reads) so memory follows what translation reads.
 //!
 //! Nothing is published until every reflector has finished its initial list; after
 //! that any change triggers a debounced rebuild. A failing watch backs off and
@@ -41,6 +44,9 @@ pub struct WatchConfig {
     pub publish_service: Option<ObjectRef>,
 }
 
+/// Secrets that no annotation can use, left out of the watch (they are also the big ones).
+const SECRET_TYPES: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token,type!=kubernetes.io/dockerconfigjson,type!=kubernetes.io/dockercfg";
+
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 fn trim_meta<K: ResourceExt>(obj: &mut K) {
@@ -50,8 +56,15 @@ fn trim_meta<K: ResourceExt>(obj: &mut K) {
 
 fn trim_secret(s: &mut Secret) {
     trim_meta(s);
+    let tls = s.type_.as_deref() == Some("kubernetes.io/tls");
     if let Some(data) = s.data.as_mut() {
-        data.retain(|k, _| k == "tls.crt" || k == "tls.key" || k == "ca.crt");
+        data.retain(|k, v| {
+            if tls {
+                k == "tls.crt" || k == "tls.key" || k == "ca.crt"
+            } else {
+                v.0.len() <= 64 * 1024
+            }
+        });
     }
     s.string_data = None;
 }
@@ -91,7 +104,7 @@ impl Stores {
                     .collect::<Vec<_>>()
             };
         }
-        let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
+        let secrets = watcher::Config::default().fields(SECRET_TYPES);
         let config_maps = match &config.configmap {
             Some(cm) => vec![reflect(
                 Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace),
@@ -122,7 +135,7 @@ impl Stores {
             )],
             services,
             endpoint_slices: per_scope!(EndpointSlice, watcher::Config::default(), trim_meta),
-            secrets: per_scope!(Secret, tls.clone(), trim_secret),
+            secrets: per_scope!(Secret, secrets.clone(), trim_secret),
             config_maps,
         }
     }

@@ -237,7 +237,7 @@ fn find_service_port<'p>(
     })
 }
 
-fn port_label(port: Option<&ServiceBackendPort>) -> String {
+pub(super) fn port_label(port: Option<&ServiceBackendPort>) -> String {
     match port {
         Some(ServiceBackendPort {
             number: Some(n), ..

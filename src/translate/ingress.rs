@@ -8,13 +8,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, ServiceBackendPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::backends::{namespace_of, BackendIndex};
+use super::annotations::proxy_ssl::{self, ProxySsl};
+use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
-use crate::routing::{HostPattern, PathKind, Route, RoutingTable, TableStats, UpstreamProtocol};
+use crate::routing::{
+    Backend, Endpoints, HostPattern, PathKind, Route, RoutingTable, TableStats, UpstreamProtocol,
+};
 use crate::source::Snapshot;
 
 /// The deprecated annotation that still selects a class.
@@ -95,6 +99,17 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         &mut warnings,
     );
 
+    let secrets: HashMap<(&str, &str), &Secret> = snapshot
+        .secrets
+        .iter()
+        .filter_map(|s| {
+            Some((
+                (namespace_of(&s.metadata), s.metadata.name.as_deref()?),
+                s.as_ref(),
+            ))
+        })
+        .collect();
+
     for ing in &served {
         let ns = namespace_of(&ing.metadata);
         let name = ing.metadata.name.as_deref().unwrap_or("");
@@ -110,6 +125,30 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         );
         let force_ssl_redirect = bool_annotation(ing, "force-ssl-redirect", false, &mut warnings);
         let protocol = backend_protocol(ing, &mut warnings);
+        let mut upstream_tls = None;
+        let mut tls_broken = None;
+        if matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs) {
+            match proxy_ssl::parse(ing, &secrets, &mut warnings) {
+                ProxySsl::Default => {}
+                ProxySsl::Settings(t) => upstream_tls = Some(t),
+                ProxySsl::Broken(why) => tls_broken = Some(why),
+            }
+        }
+        // Verification that cannot be honoured: the paths answer 503, never unverified.
+        let resolve = |backends: &mut BackendIndex,
+                       svc: &str,
+                       port: Option<&ServiceBackendPort>,
+                       warnings: &mut Vec<Warning>| match &tls_broken {
+            Some(why) => Arc::new(Backend::new(
+                ns,
+                svc,
+                &port_label(port),
+                Endpoints::Unavailable {
+                    reason: why.clone(),
+                },
+            )),
+            None => backends.resolve(ns, svc, port, me, warnings),
+        };
 
         if let Some(default) = &spec.default_backend {
             if table.default_backend.is_some() {
@@ -121,7 +160,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     "spec.defaultBackend ignored: an older Ingress already sets the default backend".into(),
                 ));
             } else if let Some(svc) = service_of(default, me, &mut warnings) {
-                let backend = backends.resolve(ns, &svc.name, svc.port.as_ref(), me, &mut warnings);
+                let backend = resolve(&mut backends, &svc.name, svc.port.as_ref(), &mut warnings);
                 table.default_backend = Some(Arc::new(Route {
                     backend,
                     ingress_namespace: ns.into(),
@@ -130,6 +169,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     kind: PathKind::Prefix,
                     ssl_redirect: false,
                     protocol,
+                    upstream_tls: upstream_tls.clone(),
                 }));
             }
         }
@@ -184,7 +224,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     }
                     continue;
                 }
-                let backend = backends.resolve(ns, &svc.name, svc.port.as_ref(), me, &mut warnings);
+                let backend = resolve(&mut backends, &svc.name, svc.port.as_ref(), &mut warnings);
                 let host_has_tls = match &pattern {
                     HostPattern::Any => false,
                     p => tls.tls_hosts.contains(&p.to_string()),
@@ -197,6 +237,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     kind,
                     ssl_redirect: force_ssl_redirect || (ssl_redirect && host_has_tls),
                     protocol,
+                    upstream_tls: upstream_tls.clone(),
                 });
                 if table
                     .hosts
@@ -225,6 +266,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                 kind: PathKind::Prefix,
                 ssl_redirect: false,
                 protocol: UpstreamProtocol::Http,
+                upstream_tls: None,
             }));
         }
     }
@@ -280,6 +322,15 @@ fn annotation<T: std::fmt::Debug + Copy>(
         ));
         default
     })
+}
+
+/// The raw value of `nginx.ingress.kubernetes.io/<key>`, if set.
+pub(super) fn raw_annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
+    ing.metadata
+        .annotations
+        .as_ref()?
+        .get(&format!("{ANNOTATION_PREFIX}{key}"))
+        .map(String::as_str)
 }
 
 fn bool_annotation(ing: &Ingress, key: &str, default: bool, warnings: &mut Vec<Warning>) -> bool {

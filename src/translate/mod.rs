@@ -6,6 +6,7 @@
 //! same code serves the controller, standalone mode and (later) `sluice check`.
 //! One bad object only ever drops itself (or its own bad paths) from the table.
 
+pub mod annotations;
 pub mod backends;
 pub mod configmap;
 pub mod ingress;

@@ -153,6 +153,98 @@ impl Cert {
         Cert::load(dir)
     }
 
+    /// A self-signed ECDSA certificate authority.
+    pub fn ca(cn: &str) -> Cert {
+        let dir = tempfile::tempdir().unwrap();
+        let subj = format!("/CN={cn}");
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "30",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-subj",
+                &subj,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            dir.path(),
+        );
+        Cert::load(dir)
+    }
+
+    /// An ECDSA leaf certificate signed by `self` (a [`Cert::ca`]), usable by servers
+    /// and clients.
+    pub fn issue(&self, cn: &str, sans: &[&str]) -> Cert {
+        let dir = tempfile::tempdir().unwrap();
+        let subj = format!("/CN={cn}");
+        let mut ext =
+            String::from("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n");
+        if !sans.is_empty() {
+            ext += &san_ext(sans);
+            ext += "\n";
+        }
+        std::fs::write(dir.path().join("ext.cnf"), ext).unwrap();
+        openssl(
+            &[
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "req.csr",
+                "-subj",
+                &subj,
+            ],
+            dir.path(),
+        );
+        let ca_cert = self.path();
+        let ca_key = self.dir.path().join("key.pem");
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "req.csr",
+                "-CA",
+                ca_cert.to_str().unwrap(),
+                "-CAkey",
+                ca_key.to_str().unwrap(),
+                "-set_serial",
+                "2",
+                "-days",
+                "30",
+                "-out",
+                "cert.pem",
+                "-extfile",
+                "ext.cnf",
+            ],
+            dir.path(),
+        );
+        Cert::load(dir)
+    }
+
+    /// The private key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+
     fn load(dir: tempfile::TempDir) -> Cert {
         openssl(
             &[
