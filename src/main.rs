@@ -17,6 +17,7 @@ use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
 use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
+use sluice::proxy::balance::Balancer;
 use sluice::proxy::tls::{fake_certificate, CertResolver};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
 use sluice::routing::SharedTable;
@@ -115,6 +116,12 @@ struct Args {
     /// Do not write access-log lines (ingress-nginx's `enable-access-log: false`).
     #[arg(long)]
     no_access_log: bool,
+
+    /// Secret for `affinity-mode: persistent` cookie values (an HMAC key; any string).
+    /// Give every replica the same one so a cookie issued by one is honoured by all and
+    /// across restarts; unset, a random key is drawn at start.
+    #[arg(long, env = "SLUICE_SESSION_COOKIE_KEY", hide_env_values = true)]
+    session_cookie_key: Option<String>,
 }
 
 fn init_logging() {
@@ -284,8 +291,9 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let conf = ServerConf {
         threads: 1,
-        // ingress-nginx's upstream-keepalive-connections.
-        upstream_keepalive_pool_size: 320,
+        // ConfigMap upstream-keepalive-connections (per worker, as nginx's is), read
+        // once: Pingora sizes its pool when the services are built.
+        upstream_keepalive_pool_size: table.load().globals.upstream_keepalive_connections,
         work_stealing: false,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(5),
@@ -298,6 +306,9 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("generating the default certificate: {e}"))?;
     let options = ProxyOptions {
         access_log: !args.no_access_log,
+        balancer: Arc::new(Balancer::new(
+            args.session_cookie_key.as_deref().map(str::as_bytes),
+        )),
         ..ProxyOptions::default()
     };
     // One single-threaded proxy service per worker, all listening on the same address

@@ -1,11 +1,13 @@
 //! The data plane: a Pingora `ProxyHttp` that routes each request by the current table.
 //!
 //! Owns request handling: matching, endpoint choice, the headers sent upstream, the
-//! error pages and the access log. Must not import `kube`/`k8s_openapi`, block, or take
-//! locks on the request path: the only shared state is the table, loaded once per
-//! request from its `ArcSwap`.
+//! error pages and the access log. Must not import `kube`/`k8s_openapi` or block. The
+//! table is loaded once per request from its `ArcSwap`; the only other shared state is
+//! the balancer's per-endpoint map (read-locked only while an endpoint is marked down,
+//! for EWMA, and for ClientIP affinity; see `balance`).
 
 pub mod accesslog;
+pub mod balance;
 pub mod errors;
 pub mod headers;
 pub mod service;

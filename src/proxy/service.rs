@@ -19,10 +19,11 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::{debug, info};
 
 use super::accesslog::{format_line, AccessEntry};
+use super::balance::{self, Balancer, InflightGuard, RequestInfo};
 use super::errors;
 use super::headers::{self, ForwardedFor};
 use crate::routing::{
-    normalize_path, Endpoints, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
+    normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
     UpstreamTls,
 };
 
@@ -33,10 +34,8 @@ const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 /// they are read per request from the table's ConfigMap-derived globals.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    /// How long an idle pooled upstream connection is kept.
-    pub upstream_keepalive_timeout: Duration,
-    /// Tries per request across endpoints (`proxy-next-upstream-tries`).
-    pub max_tries: usize,
+    /// Endpoint choice and the balancing state shared by every worker.
+    pub balancer: Arc<Balancer>,
     /// Client idle keep-alive (`keep-alive`, 75 s in ingress-nginx).
     pub client_keepalive: Duration,
     /// Bytes of request headers accepted before answering 400 (nginx: 4 × 8k buffers).
@@ -47,8 +46,7 @@ pub struct ProxyOptions {
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
-            upstream_keepalive_timeout: Duration::from_secs(60),
-            max_tries: 3,
+            balancer: Arc::new(Balancer::new(None)),
             client_keepalive: Duration::from_secs(75),
             max_request_header_bytes: 32 * 1024,
             access_log: true,
@@ -85,6 +83,10 @@ pub struct RequestCtx {
     tls: bool,
     /// Size of the request head, measured once for the header limit and the access log.
     head_bytes: usize,
+    /// The affinity cookie value to send back (new client, or its endpoint changed).
+    set_cookie: Option<String>,
+    /// Counts this request against its endpoint while in flight (EWMA routes).
+    inflight: Option<InflightGuard>,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -151,6 +153,34 @@ async fn respond_with(
     Ok(())
 }
 
+impl SluiceProxy {
+    /// Whether `proxy-next-upstream` allows another attempt after a failed one.
+    fn may_retry(&self, ctx: &RequestCtx, timeout: bool) -> bool {
+        let Some(route) = ctx.route.as_ref() else {
+            return false;
+        };
+        let n = route.next_upstream;
+        let kind_ok = if timeout { n.on_timeout } else { n.on_error };
+        let endpoints = match &route.backend.endpoints {
+            Endpoints::Addrs(a) => a.len(),
+            Endpoints::External { .. } => 3,
+            Endpoints::Unavailable { .. } => 0,
+        };
+        let limit = if n.tries == 0 {
+            endpoints
+        } else {
+            n.tries as usize
+        };
+        let others = match &route.backend.endpoints {
+            Endpoints::Addrs(a) => a.iter().any(|x| !ctx.failed.contains(x)),
+            Endpoints::External { .. } => true,
+            Endpoints::Unavailable { .. } => false,
+        };
+        let in_time = n.timeout.is_none_or(|t| ctx.started.elapsed() < t);
+        kind_ok && others && ctx.tries < limit && in_time
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for SluiceProxy {
     type CTX = RequestCtx;
@@ -169,6 +199,8 @@ impl ProxyHttp for SluiceProxy {
             own_status: None,
             tls: false,
             head_bytes: 0,
+            set_cookie: None,
+            inflight: None,
         }
     }
 
@@ -264,7 +296,31 @@ impl ProxyHttp for SluiceProxy {
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         ctx.tries += 1;
         let addr = match &route.backend.endpoints {
-            Endpoints::Addrs(_) => route.backend.next_addr(&ctx.failed),
+            Endpoints::Addrs(_) => {
+                let req = session.req_header();
+                let host = request_host(req).map(crate::routing::normalize_host);
+                let path = match route.lb {
+                    LbPolicy::Hash(_) => normalize_path(req.uri.path()).unwrap_or_default(),
+                    _ => std::borrow::Cow::Borrowed(""),
+                };
+                let info = RequestInfo {
+                    req,
+                    client_ip: client_ip(session),
+                    host: host.as_deref().unwrap_or(""),
+                    path: &path,
+                };
+                let balancer = &self.options.balancer;
+                balancer.pick(route, &info, &ctx.failed).map(|p| {
+                    if p.set_cookie.is_some() {
+                        ctx.set_cookie = p.set_cookie;
+                    }
+                    if route.lb == LbPolicy::Ewma {
+                        // Replacing the guard of a failed attempt releases it.
+                        ctx.inflight = Some(balancer.track(p.addr));
+                    }
+                    p.addr
+                })
+            }
             Endpoints::External { host, port } => {
                 // ExternalName: resolved when connecting, as nginx's resolver would.
                 let found = tokio::net::lookup_host((host.as_str(), *port))
@@ -328,7 +384,7 @@ impl ProxyHttp for SluiceProxy {
         o.connection_timeout = Some(globals.connect_timeout);
         o.read_timeout = Some(globals.read_timeout);
         o.write_timeout = Some(globals.send_timeout);
-        o.idle_timeout = Some(self.options.upstream_keepalive_timeout);
+        o.idle_timeout = Some(globals.upstream_keepalive_timeout);
         Ok(Box::new(peer))
     }
 
@@ -353,10 +409,23 @@ impl ProxyHttp for SluiceProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let (Some(value), Some(aff)) = (
+            ctx.set_cookie.as_deref(),
+            ctx.route.as_ref().and_then(|r| r.affinity.as_deref()),
+        ) {
+            let ua = session
+                .req_header()
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let cookie = balance::set_cookie_header(aff, value, ctx.tls, ua);
+            response.append_header(http::header::SET_COOKIE, cookie)?;
+        }
         if ctx.tls {
             if let Some(hsts) = ctx.table.as_ref().and_then(|t| t.globals.hsts.as_deref()) {
                 response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
@@ -372,6 +441,10 @@ impl ProxyHttp for SluiceProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
+        if let (Some(addr), Some(started)) = (ctx.upstream_addr, ctx.upstream_started) {
+            let ewma = ctx.route.as_ref().is_some_and(|r| r.lb == LbPolicy::Ewma);
+            self.options.balancer.mark_ok(addr, started.elapsed(), ewma);
+        }
         Ok(())
     }
 
@@ -394,16 +467,49 @@ impl ProxyHttp for SluiceProxy {
     ) -> Box<Error> {
         if let Some(addr) = peer.address().as_inet() {
             ctx.failed.push(*addr);
+            self.options.balancer.mark_failed(*addr);
         }
-        let others = match ctx.route.as_ref().map(|r| &r.backend.endpoints) {
-            Some(Endpoints::Addrs(a)) => a.iter().any(|x| !ctx.failed.contains(x)),
-            Some(Endpoints::External { .. }) => true,
-            _ => false,
-        };
-        // Nothing reached the upstream yet, so trying another endpoint is safe.
-        if others && ctx.tries < self.options.max_tries {
+        // Nothing reached the upstream yet, so trying another endpoint is safe; whether
+        // to is `proxy-next-upstream`'s call (`error` for refusals, `timeout`).
+        let timeout = matches!(e.etype(), ErrorType::ConnectTimedout);
+        if self.may_retry(ctx, timeout) {
             e.set_retry(true);
         }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if e.esource() != &ErrorSource::Upstream {
+            e.set_retry(false);
+            return e;
+        }
+        if let Some(addr) = peer.address().as_inet() {
+            ctx.failed.push(*addr);
+            self.options.balancer.mark_failed(*addr);
+        }
+        let timeout = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
+        );
+        let route_allows = ctx.route.as_ref().is_some_and(|r| {
+            session.req_header().method.is_idempotent() || r.next_upstream.non_idempotent
+        });
+        // Only before anything reached the client, and only with the whole request
+        // body still replayable.
+        let replayable =
+            session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
+        let retry = (route_allows && replayable && self.may_retry(ctx, timeout))
+            // A pooled connection the upstream closed meanwhile: always safe to redo.
+            || (client_reused && replayable && ctx.tries < 8 && !timeout);
+        e.set_retry(retry);
         e
     }
 

@@ -3,10 +3,12 @@
 //! Owns host/path matching and the published table. Must not import `kube` or
 //! `k8s_openapi`: translation converts Kubernetes objects into these types.
 
+pub mod balance;
 pub mod certs;
 pub mod matcher;
 pub mod table;
 
+pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
 pub use certs::CertTable;
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
 pub use table::{

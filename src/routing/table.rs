@@ -8,11 +8,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use super::balance::{CookieAffinity, LbPolicy, NextUpstream, Ring};
 use super::matcher::{normalize_host, HostIndex, PathKind, PathMatcher};
 
 /// Where a matched request goes and what it is reported as.
@@ -33,6 +34,12 @@ pub struct Route {
     /// TLS settings for HTTPS/GRPCS backends (`proxy-ssl-*`); `None` = ingress-nginx's
     /// default: no verification, no client certificate, the request host as SNI.
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// `load-balance` / `upstream-hash-by`.
+    pub lb: LbPolicy,
+    /// `affinity: cookie`.
+    pub affinity: Option<Arc<CookieAffinity>>,
+    /// `proxy-next-upstream*`.
+    pub next_upstream: NextUpstream,
 }
 
 /// ingress-nginx's `proxy-ssl-*` annotations, parsed once during translation into the
@@ -83,6 +90,9 @@ impl Route {
             ssl_redirect: false,
             protocol: UpstreamProtocol::Http,
             upstream_tls: None,
+            lb: LbPolicy::RoundRobin,
+            affinity: None,
+            next_upstream: NextUpstream::default(),
         }
     }
 }
@@ -111,7 +121,15 @@ pub struct Backend {
     /// ingress-nginx's `$proxy_upstream_name`: `namespace-service-port`.
     pub upstream_name: Box<str>,
     pub endpoints: Endpoints,
+    /// The Service's `sessionAffinity: ClientIP` timeout (`None`: no affinity).
+    pub client_ip_affinity: Option<Duration>,
+    /// Identifies the backend across table generations (hash of `upstream_name`).
+    pub key: u64,
     cursor: AtomicUsize,
+    /// Built on first use by a hashing route, once per generation.
+    ring: OnceLock<Ring>,
+    /// Per-endpoint cookie ids for `affinity-mode: persistent`, built on first use.
+    pub persistent_ids: OnceLock<Vec<u64>>,
 }
 
 /// The addresses a backend can send to.
@@ -133,8 +151,30 @@ impl Backend {
             port: port.into(),
             upstream_name: format!("{namespace}-{service}-{port}").into(),
             endpoints,
+            client_ip_affinity: None,
+            key: super::balance::stable_hash(format!("{namespace}-{service}-{port}").as_bytes()),
             cursor: AtomicUsize::new(0),
+            ring: OnceLock::new(),
+            persistent_ids: OnceLock::new(),
         }
+    }
+
+    /// The ready addresses (empty for ExternalName and unavailable backends).
+    pub fn addrs(&self) -> &[SocketAddr] {
+        match &self.endpoints {
+            Endpoints::Addrs(a) => a,
+            _ => &[],
+        }
+    }
+
+    /// The consistent-hash ring over [`Backend::addrs`].
+    pub fn ring(&self) -> &Ring {
+        self.ring.get_or_init(|| Ring::new(self.addrs()))
+    }
+
+    /// Advances the round-robin cursor.
+    pub fn next_cursor(&self) -> usize {
+        self.cursor.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Whether any request could be sent (false means the route answers 503).
@@ -144,22 +184,6 @@ impl Backend {
             Endpoints::External { .. } => true,
             Endpoints::Unavailable { .. } => false,
         }
-    }
-
-    /// Round robin over the ready addresses, skipping the ones in `exclude`
-    /// (endpoints that already failed this request) while others remain.
-    pub fn next_addr(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
-        let Endpoints::Addrs(addrs) = &self.endpoints else {
-            return None;
-        };
-        if addrs.is_empty() {
-            return None;
-        }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        (0..addrs.len())
-            .map(|i| addrs[(start + i) % addrs.len()])
-            .find(|a| !exclude.contains(a))
-            .or_else(|| Some(addrs[start % addrs.len()]))
     }
 }
 
@@ -192,6 +216,15 @@ pub struct GlobalSettings {
     pub http_redirect_code: u16,
     /// The `Strict-Transport-Security` value for HTTPS responses (`hsts: false` → none).
     pub hsts: Option<Box<str>>,
+    /// `load-balance`: the policy of Ingresses that set none.
+    pub load_balance: LbPolicy,
+    /// `proxy-next-upstream*`: the retry rules of Ingresses that set none.
+    pub next_upstream: NextUpstream,
+    /// `upstream-keepalive-timeout`: how long an idle pooled upstream connection is kept.
+    pub upstream_keepalive_timeout: Duration,
+    /// `upstream-keepalive-connections`: idle upstream connections pooled per worker
+    /// (read at start only).
+    pub upstream_keepalive_connections: usize,
 }
 
 impl Default for GlobalSettings {
@@ -203,6 +236,10 @@ impl Default for GlobalSettings {
             ssl_redirect: true,
             http_redirect_code: 308,
             hsts: Some("max-age=31536000; includeSubDomains".into()),
+            load_balance: LbPolicy::RoundRobin,
+            next_upstream: NextUpstream::default(),
+            upstream_keepalive_timeout: Duration::from_secs(60),
+            upstream_keepalive_connections: 320,
         }
     }
 }
@@ -300,30 +337,13 @@ mod tests {
     use crate::routing::matcher::HostPattern;
 
     fn route(name: &str, addrs: Vec<SocketAddr>) -> Arc<Route> {
-        Arc::new(Route {
-            backend: Arc::new(Backend::new("ns", name, "80", Endpoints::Addrs(addrs))),
-            ingress_namespace: "ns".into(),
-            ingress_name: "ing".into(),
-            path: "/".into(),
-            kind: PathKind::Prefix,
-            ssl_redirect: false,
-            protocol: UpstreamProtocol::Http,
-            upstream_tls: None,
-        })
-    }
-
-    #[test]
-    fn round_robin_skips_failed_endpoints() {
-        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
-        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
-        let r = route("svc", vec![a, b]);
-        let picks: Vec<_> = (0..4).map(|_| r.backend.next_addr(&[]).unwrap()).collect();
-        assert_eq!(picks, [a, b, a, b]);
-        for _ in 0..3 {
-            assert_eq!(r.backend.next_addr(&[a]), Some(b));
-        }
-        // Everything failed: still pick one rather than nothing.
-        assert!(r.backend.next_addr(&[a, b]).is_some());
+        Arc::new(Route::new(
+            Arc::new(Backend::new("ns", name, "80", Endpoints::Addrs(addrs))),
+            "ns",
+            "ing",
+            "/",
+            PathKind::Prefix,
+        ))
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -99,7 +100,9 @@ impl<'a> BackendIndex<'a> {
             Some(b) => b.clone(),
             None => {
                 let endpoints = self.endpoints(namespace, service, port);
-                let b = Arc::new(Backend::new(namespace, service, &port_label, endpoints));
+                let mut b = Backend::new(namespace, service, &port_label, endpoints);
+                b.client_ip_affinity = self.client_ip_affinity(namespace, service);
+                let b = Arc::new(b);
                 self.built.insert(key.clone(), b.clone());
                 b
             }
@@ -127,6 +130,22 @@ impl<'a> BackendIndex<'a> {
             }
         }
         backend
+    }
+
+    /// `sessionAffinity: ClientIP` with its timeout (kube-proxy's default, 10800 s).
+    fn client_ip_affinity(&self, namespace: &str, service: &str) -> Option<Duration> {
+        let spec = self.services.get(&(namespace, service))?.spec.as_ref()?;
+        if spec.session_affinity.as_deref() != Some("ClientIP") {
+            return None;
+        }
+        let secs = spec
+            .session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .filter(|s| *s > 0)
+            .unwrap_or(10_800);
+        Some(Duration::from_secs(secs as u64))
     }
 
     fn endpoints(

@@ -48,6 +48,10 @@ pub fn globals(
     seconds("proxy-connect-timeout", &mut g.connect_timeout);
     seconds("proxy-read-timeout", &mut g.read_timeout);
     seconds("proxy-send-timeout", &mut g.send_timeout);
+    seconds(
+        "upstream-keepalive-timeout",
+        &mut g.upstream_keepalive_timeout,
+    );
     let mut invalid = |key: &str, raw: &str, keeping: String| {
         warnings.push(Warning::new(
             ObjKind::ConfigMap,
@@ -71,6 +75,37 @@ pub fn globals(
         match raw.trim().parse::<u16>() {
             Ok(c @ (301 | 302 | 307 | 308)) => g.http_redirect_code = c,
             _ => invalid("http-redirect-code", raw, g.http_redirect_code.to_string()),
+        }
+    }
+    use super::annotations::balance::{parse_load_balance, parse_next_upstream, parse_timeout};
+    if let Some(raw) = data.get("load-balance") {
+        match parse_load_balance(raw) {
+            Some(p) => g.load_balance = p,
+            None => invalid("load-balance", raw, "round_robin".into()),
+        }
+    }
+    if let Some(raw) = data.get("proxy-next-upstream") {
+        match parse_next_upstream(raw, g.next_upstream) {
+            Ok((n, _)) => g.next_upstream = n,
+            Err(_) => invalid("proxy-next-upstream", raw, "error timeout".into()),
+        }
+    }
+    if let Some(raw) = data.get("proxy-next-upstream-tries") {
+        match raw.trim().parse::<u32>() {
+            Ok(n) => g.next_upstream.tries = n,
+            Err(_) => invalid("proxy-next-upstream-tries", raw, "3".into()),
+        }
+    }
+    if let Some(raw) = data.get("proxy-next-upstream-timeout") {
+        match parse_timeout(raw) {
+            Some(t) => g.next_upstream.timeout = t,
+            None => invalid("proxy-next-upstream-timeout", raw, "0".into()),
+        }
+    }
+    if let Some(raw) = data.get("upstream-keepalive-connections") {
+        match raw.trim().parse::<usize>() {
+            Ok(n) if n <= 100_000 => g.upstream_keepalive_connections = n,
+            _ => invalid("upstream-keepalive-connections", raw, "320".into()),
         }
     }
     let hsts = flag("hsts", true, &mut invalid);

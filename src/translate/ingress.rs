@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, ServiceBackendPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::annotations::balance;
 use super::annotations::proxy_ssl::{self, ProxySsl};
 use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
@@ -125,6 +126,21 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         );
         let force_ssl_redirect = bool_annotation(ing, "force-ssl-redirect", false, &mut warnings);
         let protocol = backend_protocol(ing, &mut warnings);
+        let balancing = balance::parse(
+            ing,
+            &table.globals.load_balance,
+            table.globals.next_upstream,
+            &mut warnings,
+        );
+        let affinity_for = |path: &str| {
+            balancing.affinity.as_ref().map(|a| {
+                let mut a = a.clone();
+                if !balancing.cookie_path_set {
+                    a.path = path.into();
+                }
+                Arc::new(a)
+            })
+        };
         let mut upstream_tls = None;
         let mut tls_broken = None;
         if matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs) {
@@ -170,6 +186,9 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     ssl_redirect: false,
                     protocol,
                     upstream_tls: upstream_tls.clone(),
+                    lb: balancing.lb.clone(),
+                    affinity: affinity_for("/"),
+                    next_upstream: balancing.next_upstream,
                 }));
             }
         }
@@ -238,6 +257,9 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     ssl_redirect: force_ssl_redirect || (ssl_redirect && host_has_tls),
                     protocol,
                     upstream_tls: upstream_tls.clone(),
+                    lb: balancing.lb.clone(),
+                    affinity: affinity_for(path),
+                    next_upstream: balancing.next_upstream,
                 });
                 if table
                     .hosts
@@ -258,16 +280,10 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
             let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
             let backend =
                 backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
-            table.default_backend = Some(Arc::new(Route {
-                backend,
-                ingress_namespace: "".into(),
-                ingress_name: "".into(),
-                path: "".into(),
-                kind: PathKind::Prefix,
-                ssl_redirect: false,
-                protocol: UpstreamProtocol::Http,
-                upstream_tls: None,
-            }));
+            let mut route = Route::new(backend, "", "", "", PathKind::Prefix);
+            route.lb = table.globals.load_balance.clone();
+            route.next_upstream = table.globals.next_upstream;
+            table.default_backend = Some(Arc::new(route));
         }
     }
 

@@ -4,4 +4,5 @@
 //! runs per request. A bad value warns, naming the annotation and the value, and affects
 //! only the Ingress that carries it.
 
+pub mod balance;
 pub mod proxy_ssl;

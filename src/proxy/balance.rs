@@ -1,0 +1,676 @@
+//! Choosing the endpoint for a request, and the balancing state that outlives tables.
+//!
+//! Owns, per request: cookie affinity (read and issue `Set-Cookie`), the Service's
+//! `sessionAffinity: ClientIP`, and the route's policy (round robin, EWMA, hash); and,
+//! across requests and table swaps, keyed by endpoint address: EWMA latency and
+//! requests in flight, passive health (an endpoint whose connection fails is skipped
+//! for 1 s, doubling per consecutive failure up to 10 s, and is back after its first
+//! success), and the client-IP stickiness table. One `Balancer` is shared by every
+//! worker.
+//!
+//! Order of precedence for a request: a valid affinity cookie; else ClientIP affinity
+//! (only when the route has no cookie affinity); else the route's policy. Endpoints
+//! that already failed this request, or are passively marked down, are skipped while
+//! any other remains.
+//!
+//! Cookie values never reveal an address: `balanced` cookies are random tokens placed on
+//! the hash ring (so they need no rewriting when an endpoint goes: the ring sends the
+//! token to a neighbour); `persistent` cookies are HMAC-SHA256 of the endpoint address
+//! under `--session-cookie-key` (random per process when unset, so set it when running
+//! several replicas or upgrading in place).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use pingora::http::RequestHeader;
+use ring::hmac;
+
+use crate::routing::balance::stable_hash;
+use crate::routing::{AffinityMode, Backend, CookieAffinity, HashKey, KeyPart, LbPolicy, Route};
+
+/// How long the EWMA remembers (ingress-nginx's decay time).
+const EWMA_DECAY: Duration = Duration::from_secs(10);
+const DOWN_MIN: Duration = Duration::from_secs(1);
+const DOWN_MAX: Duration = Duration::from_secs(10);
+const STICKY_SHARDS: usize = 16;
+
+/// (client IP, backend key) → (endpoint, last used).
+type StickyShard = HashMap<(IpAddr, u64), (SocketAddr, Instant)>;
+
+/// Per-endpoint state, kept across table generations.
+#[derive(Debug, Default)]
+pub struct EndpointState {
+    /// Decayed time to response header, in microseconds (f64 bits).
+    ewma_us: AtomicU64,
+    /// When `ewma_us` was last updated (ms since the balancer started).
+    ewma_at: AtomicU64,
+    inflight: AtomicUsize,
+    fails: AtomicU32,
+    /// Skipped until this time (ms since the balancer started; 0 = healthy).
+    down_until: AtomicU64,
+}
+
+/// Decrements an endpoint's in-flight count when the request ends.
+pub struct InflightGuard(Arc<EndpointState>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The endpoint chosen for one attempt.
+pub struct Pick {
+    pub addr: SocketAddr,
+    /// The affinity cookie value to set on the response, if it must change.
+    pub set_cookie: Option<String>,
+}
+
+/// Shared balancing state (one per process).
+pub struct Balancer {
+    started: Instant,
+    states: RwLock<HashMap<SocketAddr, Arc<EndpointState>>>,
+    /// Endpoints currently marked down; zero lets healthy traffic skip every lookup.
+    down: AtomicUsize,
+    sticky: Vec<Mutex<StickyShard>>,
+    cookie_key: hmac::Key,
+}
+
+impl std::fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer").finish_non_exhaustive()
+    }
+}
+
+/// What the balancer needs to know about a request.
+pub struct RequestInfo<'a> {
+    pub req: &'a RequestHeader,
+    pub client_ip: Option<IpAddr>,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+impl Balancer {
+    /// `cookie_key`: the secret for `persistent` cookie values (random when `None`).
+    pub fn new(cookie_key: Option<&[u8]>) -> Balancer {
+        let key = match cookie_key {
+            Some(k) => hmac::Key::new(hmac::HMAC_SHA256, k),
+            None => hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                .expect("the system RNG works"),
+        };
+        Balancer {
+            started: Instant::now(),
+            states: RwLock::new(HashMap::new()),
+            down: AtomicUsize::new(0),
+            sticky: (0..STICKY_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            cookie_key: key,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    fn state(&self, addr: SocketAddr) -> Arc<EndpointState> {
+        if let Some(s) = self
+            .states
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)
+        {
+            return s.clone();
+        }
+        let mut map = self.states.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            // Forget idle, healthy endpoints (Pod IPs churn forever).
+            map.retain(|_, s| {
+                s.inflight.load(Ordering::Relaxed) > 0 || s.fails.load(Ordering::Relaxed) > 0
+            });
+        }
+        map.entry(addr).or_default().clone()
+    }
+
+    fn existing(&self, addr: &SocketAddr) -> Option<Arc<EndpointState>> {
+        self.states
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+            .cloned()
+    }
+
+    /// Whether passive health currently skips `addr`.
+    pub fn is_down(&self, addr: &SocketAddr) -> bool {
+        if self.down.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.existing(addr).is_some_and(|s| {
+            let until = s.down_until.load(Ordering::Relaxed);
+            until != 0 && until > self.now_ms()
+        })
+    }
+
+    /// A connection to `addr` failed or timed out: skip it for a while.
+    pub fn mark_failed(&self, addr: SocketAddr) {
+        let s = self.state(addr);
+        let fails = s.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        let pause = (DOWN_MIN * 2u32.saturating_pow(fails.min(8) - 1)).min(DOWN_MAX);
+        let was = s
+            .down_until
+            .swap(self.now_ms() + pause.as_millis() as u64, Ordering::Relaxed);
+        if was == 0 {
+            self.down.fetch_add(1, Ordering::Relaxed);
+        }
+        // A failure also counts as a slow response for EWMA.
+        self.observe(&s, pause);
+    }
+
+    /// `addr` answered: it is healthy again; feed EWMA with the time to response header.
+    pub fn mark_ok(&self, addr: SocketAddr, latency: Duration, ewma: bool) {
+        let s = if ewma {
+            Some(self.state(addr))
+        } else {
+            self.existing(&addr)
+        };
+        let Some(s) = s else { return };
+        if s.fails.swap(0, Ordering::Relaxed) > 0 && s.down_until.swap(0, Ordering::Relaxed) != 0 {
+            self.down.fetch_sub(1, Ordering::Relaxed);
+        }
+        if ewma {
+            self.observe(&s, latency);
+        }
+    }
+
+    fn observe(&self, s: &EndpointState, latency: Duration) {
+        let now = self.now_ms();
+        let last = s.ewma_at.swap(now, Ordering::Relaxed);
+        let sample = latency.as_micros() as f64;
+        let old = f64::from_bits(s.ewma_us.load(Ordering::Relaxed));
+        let value = if last == 0 {
+            sample
+        } else {
+            let w = (-((now - last) as f64) / EWMA_DECAY.as_millis() as f64).exp();
+            old * w + sample * (1.0 - w)
+        };
+        s.ewma_us.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    /// EWMA's score: decayed latency times the queue the request would join.
+    fn score(&self, addr: SocketAddr) -> f64 {
+        match self.existing(&addr) {
+            None => 0.0,
+            Some(s) => {
+                let ewma = f64::from_bits(s.ewma_us.load(Ordering::Relaxed));
+                (ewma + 1.0) * (s.inflight.load(Ordering::Relaxed) + 1) as f64
+            }
+        }
+    }
+
+    /// Counts a request in flight to `addr` until the guard drops (EWMA routes).
+    pub fn track(&self, addr: SocketAddr) -> InflightGuard {
+        let s = self.state(addr);
+        s.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(s)
+    }
+
+    /// Chooses an endpoint of `route.backend` (which must have addresses) for one attempt.
+    pub fn pick(
+        &self,
+        route: &Route,
+        info: &RequestInfo<'_>,
+        failed: &[SocketAddr],
+    ) -> Option<Pick> {
+        let backend = &*route.backend;
+        let addrs = backend.addrs();
+        if addrs.is_empty() {
+            return None;
+        }
+        // Prefer endpoints that are neither failed for this request nor marked down;
+        // then any not failed for this request; then anything.
+        let strict = |i: usize| !failed.contains(&addrs[i]) && !self.is_down(&addrs[i]);
+        let loose = |i: usize| !failed.contains(&addrs[i]);
+        let any_strict = (0..addrs.len()).any(strict);
+        let any_loose = any_strict || (0..addrs.len()).any(loose);
+        let usable = |i: usize| {
+            if any_strict {
+                strict(i)
+            } else if any_loose {
+                loose(i)
+            } else {
+                true
+            }
+        };
+
+        if let Some(aff) = &route.affinity {
+            return self.pick_cookie(route, aff, info, failed, &usable);
+        }
+        if let (Some(timeout), Some(ip)) = (backend.client_ip_affinity, info.client_ip) {
+            return self.pick_client_ip(backend, ip, timeout, &usable);
+        }
+        let i = self.pick_policy(route, info, &usable)?;
+        Some(Pick {
+            addr: addrs[i],
+            set_cookie: None,
+        })
+    }
+
+    fn pick_policy(
+        &self,
+        route: &Route,
+        info: &RequestInfo<'_>,
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let backend = &*route.backend;
+        let addrs = backend.addrs();
+        match &route.lb {
+            LbPolicy::RoundRobin => round_robin(backend, usable),
+            LbPolicy::Hash(key) => {
+                let h = stable_hash(eval(key, info).as_bytes());
+                backend.ring().pick(h, usable)
+            }
+            LbPolicy::Ewma => {
+                let candidates: Vec<usize> = (0..addrs.len()).filter(|i| usable(*i)).collect();
+                match candidates.len() {
+                    0 => None,
+                    1 => Some(candidates[0]),
+                    n => {
+                        // Power of two choices.
+                        let a = candidates[fastrand::usize(..n)];
+                        let mut b = candidates[fastrand::usize(..n - 1)];
+                        if b == a {
+                            b = candidates[n - 1];
+                        }
+                        Some(if self.score(addrs[b]) < self.score(addrs[a]) {
+                            b
+                        } else {
+                            a
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn pick_client_ip(
+        &self,
+        backend: &Backend,
+        ip: IpAddr,
+        timeout: Duration,
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<Pick> {
+        let addrs = backend.addrs();
+        let shard = &self.sticky[(stable_hash(ip.to_string().as_bytes()) as usize) % STICKY_SHARDS];
+        let now = Instant::now();
+        let mut table = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((addr, at)) = table.get(&(ip, backend.key)).copied() {
+            if now.duration_since(at) < timeout {
+                if let Some(i) = addrs.iter().position(|a| *a == addr) {
+                    if usable(i) {
+                        table.insert((ip, backend.key), (addr, now));
+                        return Some(Pick {
+                            addr,
+                            set_cookie: None,
+                        });
+                    }
+                }
+            }
+        }
+        // New (or expired, or gone) client: place it by hashing its address, so
+        // replicas agree, and remember it as kube-proxy does.
+        let i = backend
+            .ring()
+            .pick(stable_hash(ip.to_string().as_bytes()), usable)?;
+        if table.len() > 65_536 {
+            table.retain(|_, (_, at)| now.duration_since(*at) < timeout);
+        }
+        table.insert((ip, backend.key), (addrs[i], now));
+        Some(Pick {
+            addr: addrs[i],
+            set_cookie: None,
+        })
+    }
+
+    fn pick_cookie(
+        &self,
+        route: &Route,
+        aff: &CookieAffinity,
+        info: &RequestInfo<'_>,
+        failed: &[SocketAddr],
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<Pick> {
+        let backend = &*route.backend;
+        let addrs = backend.addrs();
+        let cookie = cookie_value(info.req, &aff.name);
+        match aff.mode {
+            AffinityMode::Persistent => {
+                let ids = backend.persistent_ids.get_or_init(|| {
+                    addrs
+                        .iter()
+                        .map(|a| {
+                            let tag = hmac::sign(&self.cookie_key, a.to_string().as_bytes());
+                            let mut b = [0u8; 8];
+                            b.copy_from_slice(&tag.as_ref()[..8]);
+                            u64::from_be_bytes(b)
+                        })
+                        .collect()
+                });
+                let home = cookie
+                    .and_then(|c| u64::from_str_radix(c, 16).ok())
+                    .and_then(|id| ids.iter().position(|x| *x == id));
+                if let Some(i) = home {
+                    if usable(i) {
+                        return Some(Pick {
+                            addr: addrs[i],
+                            set_cookie: None,
+                        });
+                    }
+                }
+                let j = self.pick_policy(route, info, usable)?;
+                // Rewrite when the endpoint is gone, or it failed and change-on-failure.
+                let rewrite = match home {
+                    None => true,
+                    Some(i) => aff.change_on_failure || !failed.contains(&addrs[i]),
+                };
+                Some(Pick {
+                    addr: addrs[j],
+                    set_cookie: rewrite.then(|| format!("{:016x}", ids[j])),
+                })
+            }
+            AffinityMode::Balanced => {
+                let ring = backend.ring();
+                if let Some(token) = cookie.filter(|c| valid_token(c)) {
+                    let key = stable_hash(token.as_bytes());
+                    let j = ring.pick(key, usable)?;
+                    let home = ring.pick(key, |_| true);
+                    let rewrite = aff.change_on_failure
+                        && home.is_some_and(|h| h != j && failed.contains(&addrs[h]));
+                    let set_cookie = if rewrite { token_for(ring, j) } else { None };
+                    return Some(Pick {
+                        addr: addrs[j],
+                        set_cookie,
+                    });
+                }
+                // A new client: a random token decides, as ingress-nginx's balanced mode.
+                let mut token = new_token();
+                for _ in 0..8 {
+                    let home = ring.pick(stable_hash(token.as_bytes()), |_| true);
+                    if home.is_some_and(usable) {
+                        break;
+                    }
+                    token = new_token();
+                }
+                let j = ring.pick(stable_hash(token.as_bytes()), usable)?;
+                Some(Pick {
+                    addr: addrs[j],
+                    set_cookie: Some(token),
+                })
+            }
+        }
+    }
+}
+
+fn round_robin(backend: &Backend, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+    let n = backend.addrs().len();
+    let start = backend.next_cursor();
+    (0..n).map(|k| (start + k) % n).find(|i| usable(*i))
+}
+
+fn new_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+fn valid_token(t: &str) -> bool {
+    t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A fresh token whose home on the ring is endpoint `j` (expected n draws).
+fn token_for(ring: &crate::routing::Ring, j: usize) -> Option<String> {
+    (0..256)
+        .map(|_| new_token())
+        .find(|t| ring.pick(stable_hash(t.as_bytes()), |_| true) == Some(j))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.trim_matches('"'))
+        })
+}
+
+/// Evaluates an `upstream-hash-by` expression for a request.
+pub fn eval(key: &HashKey, info: &RequestInfo<'_>) -> String {
+    let mut out = String::new();
+    for part in &key.parts {
+        match part {
+            KeyPart::Literal(s) => out.push_str(s),
+            KeyPart::RequestUri => out.push_str(
+                info.req
+                    .uri
+                    .path_and_query()
+                    .map_or(info.path, |p| p.as_str()),
+            ),
+            KeyPart::Uri => out.push_str(info.path),
+            KeyPart::Host => out.push_str(info.host),
+            KeyPart::RemoteAddr => {
+                if let Some(ip) = info.client_ip {
+                    out.push_str(&ip.to_string());
+                }
+            }
+            KeyPart::Header(h) => {
+                if let Some(v) = info.req.headers.get(&**h).and_then(|v| v.to_str().ok()) {
+                    out.push_str(v);
+                }
+            }
+            KeyPart::Cookie(c) => {
+                if let Some(v) = cookie_value(info.req, c) {
+                    out.push_str(v);
+                }
+            }
+            KeyPart::Arg(a) => {
+                if let Some(v) = info.req.uri.query().and_then(|q| {
+                    q.split('&').find_map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        (k == &**a).then_some(v)
+                    })
+                }) {
+                    out.push_str(v);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `Set-Cookie` value for an affinity cookie.
+pub fn set_cookie_header(aff: &CookieAffinity, value: &str, tls: bool, user_agent: &str) -> String {
+    let mut c = format!("{}={}; Path={}", aff.name, value, aff.path);
+    if let Some(e) = aff.expires {
+        c += "; Expires=";
+        c += &httpdate::fmt_http_date(SystemTime::now() + e);
+    }
+    if let Some(m) = aff.max_age {
+        c += &format!("; Max-Age={}", m.as_secs());
+    }
+    if let Some(d) = &aff.domain {
+        c += "; Domain=";
+        c += d;
+    }
+    c += "; HttpOnly";
+    if aff.secure || tls {
+        c += "; Secure";
+    }
+    if let Some(s) = &aff.samesite {
+        let skip = &**s == "None"
+            && aff.conditional_samesite_none
+            && samesite_none_incompatible(user_agent);
+        if !skip {
+            c += "; SameSite=";
+            c += s;
+        }
+    }
+    c
+}
+
+/// Browsers that reject or mistreat `SameSite=None` (the list ingress-nginx uses, from
+/// the Chromium project's guidance): Chrome/Chromium 51–66 and Safari/WebKit on iOS 12
+/// and macOS 10.14.
+fn samesite_none_incompatible(ua: &str) -> bool {
+    let chrome_version = ua
+        .split("Chrom")
+        .nth(1)
+        .and_then(|rest| {
+            rest.strip_prefix("e/")
+                .or_else(|| rest.strip_prefix("ium/"))
+        })
+        .and_then(|v| v.split('.').next())
+        .and_then(|v| v.parse::<u32>().ok());
+    if chrome_version.is_some_and(|v| (51..=66).contains(&v)) {
+        return true;
+    }
+    let ios12 = ua.contains("CPU iPhone OS 12_") || ua.contains("CPU OS 12_");
+    let mac1014 = ua.contains("Mac OS X 10_14") && ua.contains("Version/") && ua.contains("Safari");
+    ios12 || mac1014
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::{Endpoints, PathKind};
+
+    fn route(n: u8, lb: LbPolicy) -> Route {
+        let addrs = (1..=n)
+            .map(|i| format!("10.0.0.{i}:80").parse().unwrap())
+            .collect();
+        let backend = Arc::new(Backend::new("ns", "svc", "80", Endpoints::Addrs(addrs)));
+        let mut r = Route::new(backend, "ns", "ing", "/", PathKind::Prefix);
+        r.lb = lb;
+        r
+    }
+
+    fn req(uri: &str, cookie: Option<&str>) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+        if let Some(c) = cookie {
+            r.insert_header("cookie", c).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn round_robin_skips_failed_endpoints() {
+        let r = route(2, LbPolicy::RoundRobin);
+        let b = Balancer::new(None);
+        let h = req("/", None);
+        let info = RequestInfo {
+            req: &h,
+            client_ip: None,
+            host: "h",
+            path: "/",
+        };
+        let addrs = r.backend.addrs().to_vec();
+        let picks: Vec<_> = (0..4)
+            .map(|_| b.pick(&r, &info, &[]).unwrap().addr)
+            .collect();
+        assert_eq!(picks, [addrs[0], addrs[1], addrs[0], addrs[1]]);
+        for _ in 0..3 {
+            assert_eq!(b.pick(&r, &info, &[addrs[0]]).unwrap().addr, addrs[1]);
+        }
+        // Everything failed: still pick one rather than nothing.
+        assert!(b.pick(&r, &info, &addrs).is_some());
+    }
+
+    #[test]
+    fn hash_by_is_stable_and_skips_failed() {
+        let r = route(5, LbPolicy::Hash(HashKey::parse("$request_uri").unwrap()));
+        let b = Balancer::new(Some(b"k"));
+        let h = req("/a?x=1", None);
+        let info = RequestInfo {
+            req: &h,
+            client_ip: None,
+            host: "h",
+            path: "/a",
+        };
+        let first = b.pick(&r, &info, &[]).unwrap().addr;
+        for _ in 0..10 {
+            assert_eq!(b.pick(&r, &info, &[]).unwrap().addr, first);
+        }
+        let second = b.pick(&r, &info, &[first]).unwrap().addr;
+        assert_ne!(second, first);
+        b.mark_failed(first);
+        assert_eq!(b.pick(&r, &info, &[]).unwrap().addr, second);
+        b.mark_ok(first, Duration::from_millis(1), false);
+        assert_eq!(b.pick(&r, &info, &[]).unwrap().addr, first);
+    }
+
+    #[test]
+    fn persistent_cookie_sticks_and_is_rewritten_when_its_endpoint_goes() {
+        let mut r = route(3, LbPolicy::RoundRobin);
+        let aff = CookieAffinity {
+            mode: AffinityMode::Persistent,
+            name: "S".into(),
+            path: "/".into(),
+            expires: None,
+            max_age: None,
+            samesite: None,
+            conditional_samesite_none: false,
+            secure: false,
+            domain: None,
+            change_on_failure: false,
+        };
+        r.affinity = Some(Arc::new(aff));
+        let b = Balancer::new(Some(b"k"));
+        let h = req("/", None);
+        let info = |h| RequestInfo {
+            req: h,
+            client_ip: None,
+            host: "h",
+            path: "/",
+        };
+        let p = b.pick(&r, &info(&h), &[]).unwrap();
+        let value = p.set_cookie.unwrap();
+        assert!(!value.contains("10.0.0"), "{value}");
+        let with = req("/", Some(&format!("a=b; S={value}")));
+        for _ in 0..20 {
+            let q = b.pick(&r, &info(&with), &[]).unwrap();
+            assert_eq!(q.addr, p.addr);
+            assert!(q.set_cookie.is_none());
+        }
+        // An unknown (gone) endpoint's cookie is replaced.
+        let stale = req("/", Some("S=0123456789abcdef"));
+        assert!(b.pick(&r, &info(&stale), &[]).unwrap().set_cookie.is_some());
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let aff = CookieAffinity {
+            mode: AffinityMode::Balanced,
+            name: "C".into(),
+            path: "/app".into(),
+            expires: Some(Duration::from_secs(60)),
+            max_age: Some(Duration::from_secs(120)),
+            samesite: Some("None".into()),
+            conditional_samesite_none: true,
+            secure: false,
+            domain: Some("example.com".into()),
+            change_on_failure: false,
+        };
+        let c = set_cookie_header(&aff, "v", true, "curl/8");
+        assert!(c.starts_with("C=v; Path=/app; Expires="), "{c}");
+        assert!(
+            c.contains("; Max-Age=120; Domain=example.com; HttpOnly; Secure; SameSite=None"),
+            "{c}"
+        );
+        let old = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/60.0.3112.113 Safari/537.36";
+        assert!(!set_cookie_header(&aff, "v", false, old).contains("SameSite"));
+        assert!(!set_cookie_header(&aff, "v", false, "x").contains("Secure"));
+    }
+}

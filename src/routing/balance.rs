@@ -1,0 +1,321 @@
+//! How a route spreads requests over a backend's endpoints: the per-route policy
+//! (round robin, EWMA, `upstream-hash-by` consistent hashing), cookie affinity and the
+//! `proxy-next-upstream` retry rules, plus the consistent-hash ring itself.
+//!
+//! Everything here is immutable table data built by translation. The state that must
+//! outlive a table swap (EWMA latencies, passively failed endpoints, client-IP
+//! stickiness) lives in `proxy::balance`, keyed by endpoint address, so a swap never
+//! resets it. The ring is Ketama-style: 160 points per endpoint on a 64-bit circle,
+//! hashed from the endpoint address, so adding or removing one of n endpoints moves
+//! only about 1/n of the keys, and every sluice replica maps a key the same way.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `load-balance` / `upstream-hash-by`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    /// Latency-weighted: the better of two random endpoints by decayed response time
+    /// times requests in flight (ingress-nginx's `ewma`, power of two choices).
+    Ewma,
+    /// Consistent hashing of an nginx expression.
+    Hash(HashKey),
+}
+
+/// One element of an `upstream-hash-by` expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    Literal(Box<str>),
+    /// `$request_uri`: path and query as received.
+    RequestUri,
+    /// `$uri`: the normalised path, no query.
+    Uri,
+    /// `$host`: the request host, lower case, no port.
+    Host,
+    /// `$remote_addr`: the client IP.
+    RemoteAddr,
+    /// `$http_<name>` (name lower case, `_` for `-`).
+    Header(Box<str>),
+    /// `$cookie_<name>`.
+    Cookie(Box<str>),
+    /// `$arg_<name>`: a query parameter.
+    Arg(Box<str>),
+}
+
+/// A parsed `upstream-hash-by` expression such as `$host$request_uri` or `user-$arg_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashKey {
+    pub parts: Vec<KeyPart>,
+}
+
+impl HashKey {
+    /// Parses an nginx expression: `$name` or `${name}` variables among literal text.
+    /// Unknown variables are an error (nginx would fail its config test).
+    pub fn parse(expr: &str) -> Result<HashKey, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = expr;
+        while let Some(pos) = rest.find('$') {
+            literal.push_str(&rest[..pos]);
+            rest = &rest[pos + 1..];
+            let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
+                let end = braced
+                    .find('}')
+                    .ok_or_else(|| format!("unclosed ${{ in {expr:?}"))?;
+                (&braced[..end], &braced[end + 1..])
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+            if name.is_empty() {
+                return Err(format!("a lone $ in {expr:?}"));
+            }
+            if !literal.is_empty() {
+                parts.push(KeyPart::Literal(std::mem::take(&mut literal).into()));
+            }
+            parts.push(variable(name).ok_or_else(|| {
+                format!("${name} is not supported (use $request_uri, $uri, $host, $remote_addr, $http_*, $cookie_*, $arg_*)")
+            })?);
+            rest = after;
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(KeyPart::Literal(literal.into()));
+        }
+        if !parts.iter().any(|p| !matches!(p, KeyPart::Literal(_))) {
+            return Err(format!(
+                "{expr:?} has no variable, so every request would hash alike"
+            ));
+        }
+        Ok(HashKey { parts })
+    }
+}
+
+fn variable(name: &str) -> Option<KeyPart> {
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "request_uri" => KeyPart::RequestUri,
+        "uri" | "document_uri" => KeyPart::Uri,
+        "host" => KeyPart::Host,
+        "remote_addr" | "binary_remote_addr" => KeyPart::RemoteAddr,
+        _ => {
+            if let Some(h) = lower.strip_prefix("http_").filter(|h| !h.is_empty()) {
+                KeyPart::Header(h.replace('_', "-").into())
+            } else if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+                KeyPart::Cookie(c.into())
+            } else if let Some(a) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                KeyPart::Arg(a.into())
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+/// `affinity-mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AffinityMode {
+    /// The cookie holds a random token placed on the hash ring: scaling up moves about
+    /// 1/n of the clients, to rebalance (ingress-nginx's default).
+    #[default]
+    Balanced,
+    /// The cookie names the endpoint (by keyed hash, never its address): a client stays
+    /// while that endpoint exists.
+    Persistent,
+}
+
+/// `affinity: cookie` and its `session-cookie-*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieAffinity {
+    pub mode: AffinityMode,
+    pub name: Box<str>,
+    /// `session-cookie-path`, else the rule's path.
+    pub path: Box<str>,
+    pub expires: Option<Duration>,
+    pub max_age: Option<Duration>,
+    /// `None`, `Lax` or `Strict`, as configured.
+    pub samesite: Option<Box<str>>,
+    /// Leave out `SameSite=None` for browsers known to mishandle it.
+    pub conditional_samesite_none: bool,
+    /// Always `Secure` (it is also added whenever the request came over HTTPS).
+    pub secure: bool,
+    pub domain: Option<Box<str>>,
+    /// Rewrite the cookie when its endpoint failed this request and another answered.
+    pub change_on_failure: bool,
+}
+
+/// `proxy-next-upstream`, `-tries`, `-timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextUpstream {
+    /// Retry when connecting fails or the connection breaks before a response.
+    pub on_error: bool,
+    /// Retry when connecting or waiting for the response header times out.
+    pub on_timeout: bool,
+    /// Also retry non-idempotent requests (POST, PATCH) after they may have been sent.
+    pub non_idempotent: bool,
+    /// Attempts in total, the first included (`0` = unlimited, capped at the endpoint count).
+    pub tries: u32,
+    /// Overall time for all attempts (`None` = unlimited).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for NextUpstream {
+    /// ingress-nginx: `error timeout`, 3 tries, no overall timeout.
+    fn default() -> Self {
+        NextUpstream {
+            on_error: true,
+            on_timeout: true,
+            non_idempotent: false,
+            tries: 3,
+            timeout: None,
+        }
+    }
+}
+
+/// Points each endpoint gets on the ring (nginx's Ketama uses 160 per unit of weight).
+const POINTS_PER_ENDPOINT: u64 = 160;
+
+/// A consistent-hash ring over a backend's endpoints.
+#[derive(Debug, Default)]
+pub struct Ring {
+    /// (point, index into the endpoint list), sorted by point.
+    points: Vec<(u64, u32)>,
+}
+
+impl Ring {
+    pub fn new(endpoints: &[SocketAddr]) -> Ring {
+        let mut points = Vec::with_capacity(endpoints.len() * POINTS_PER_ENDPOINT as usize);
+        for (i, ep) in endpoints.iter().enumerate() {
+            let base = stable_hash(ep.to_string().as_bytes());
+            for j in 0..POINTS_PER_ENDPOINT {
+                points.push((mix(base ^ mix(j + 1)), i as u32));
+            }
+        }
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// The first endpoint clockwise from `key` that `usable` accepts; `None` if none does.
+    pub fn pick(&self, key: u64, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let start = self.points.partition_point(|&(p, _)| p < key);
+        let n = self.points.len();
+        let mut tried = 0usize;
+        let mut last = u32::MAX;
+        for k in 0..n {
+            let (_, idx) = self.points[(start + k) % n];
+            if idx == last {
+                continue;
+            }
+            last = idx;
+            if usable(idx as usize) {
+                return Some(idx as usize);
+            }
+            tried += 1;
+            // Every endpoint rejected (each appears many times): stop early.
+            if tried > 4 * POINTS_PER_ENDPOINT as usize {
+                break;
+            }
+        }
+        None
+    }
+}
+
+/// FNV-1a 64, finished with a mixer: stable across processes, versions and replicas
+/// (std's hasher is not guaranteed to be), so every replica hashes a key alike.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// splitmix64's finaliser: spreads FNV's weak low bits over the whole word.
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: u8) -> Vec<SocketAddr> {
+        (1..=n)
+            .map(|i| format!("10.0.0.{i}:8080").parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn parses_nginx_expressions() {
+        let k = HashKey::parse("$request_uri").unwrap();
+        assert_eq!(k.parts, vec![KeyPart::RequestUri]);
+        let k = HashKey::parse("u-${arg_id}/$http_x_user$cookie_SID").unwrap();
+        assert_eq!(
+            k.parts,
+            vec![
+                KeyPart::Literal("u-".into()),
+                KeyPart::Arg("id".into()),
+                KeyPart::Literal("/".into()),
+                KeyPart::Header("x-user".into()),
+                KeyPart::Cookie("SID".into()),
+            ]
+        );
+        assert!(HashKey::parse("$nope").is_err());
+        assert!(HashKey::parse("constant").is_err());
+        assert!(HashKey::parse("${host").is_err());
+        assert!(HashKey::parse("a $ b").is_err());
+    }
+
+    #[test]
+    fn removing_one_of_five_endpoints_moves_about_a_fifth_of_keys() {
+        let five = addrs(5);
+        let four: Vec<_> = five[..4].to_vec();
+        let (r5, r4) = (Ring::new(&five), Ring::new(&four));
+        let keys = 10_000u64;
+        let mut moved = 0;
+        let mut per = [0usize; 5];
+        for k in 0..keys {
+            let key = stable_hash(format!("/item/{k}").as_bytes());
+            let a = five[r5.pick(key, |_| true).unwrap()];
+            let b = four[r4.pick(key, |_| true).unwrap()];
+            per[five.iter().position(|x| *x == a).unwrap()] += 1;
+            if a != b {
+                moved += 1;
+            }
+        }
+        // Only keys of the removed endpoint move.
+        assert_eq!(
+            moved, per[4],
+            "moved {moved}, removed endpoint had {}",
+            per[4]
+        );
+        assert!((1200..2800).contains(&moved), "moved {moved} of {keys}");
+        for (i, n) in per.iter().enumerate() {
+            assert!((1200..2800).contains(n), "endpoint {i} got {n} of {keys}");
+        }
+    }
+
+    #[test]
+    fn pick_skips_unusable_endpoints() {
+        let eps = addrs(3);
+        let ring = Ring::new(&eps);
+        for k in 0..100u64 {
+            let key = stable_hash(&k.to_le_bytes());
+            let first = ring.pick(key, |_| true).unwrap();
+            let other = ring.pick(key, |i| i != first).unwrap();
+            assert_ne!(first, other);
+        }
+        assert_eq!(ring.pick(1, |_| false), None);
+        assert_eq!(Ring::new(&[]).pick(1, |_| true), None);
+    }
+}
