@@ -604,3 +604,31 @@ fn http10_without_keep_alive_gets_its_connection_closed() {
         );
     }
 }
+
+#[test]
+fn the_manifests_dir_settles_after_a_change() {
+    let alpha = Echo::start("alpha");
+    let mut m = String::from(INGRESS_CLASS);
+    m += &support::ingress(
+        "a",
+        "2024-01-01T00:00:00Z",
+        Some("a.example"),
+        &[("Prefix", "/", "alpha")],
+    );
+    m += &alpha.manifests("alpha");
+    let s = Sluice::start(&[("a.yaml", &m)], &[]);
+    let publishes = |s: &Sluice| s.logs().matches("published routing table").count();
+    support::write_atomic(s.dir.path(), "a.yaml", &m.replace("a.example", "b.example"));
+    s.wait_for("b.example", "/", Duration::from_secs(5), |r| {
+        r.status == 200
+    });
+    // Reading the files must not count as a change (that reloaded forever once).
+    std::thread::sleep(Duration::from_millis(500));
+    let settled = publishes(&s);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(publishes(&s), settled, "still reloading:\n{}", s.logs());
+    // Rewriting a file with the same content publishes nothing either.
+    support::write_atomic(s.dir.path(), "a.yaml", &m.replace("a.example", "b.example"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(publishes(&s), settled, "{}", s.logs());
+}

@@ -580,12 +580,39 @@ mod tests {
         let picks: Vec<_> = (0..4)
             .map(|_| b.pick(&r, &info, &[]).unwrap().addr)
             .collect();
-        assert_eq!(picks, [addrs[0], addrs[1], addrs[0], addrs[1]]);
+        // Alternates, from a random start.
+        assert_ne!(picks[0], picks[1]);
+        assert_eq!((picks[0], picks[1]), (picks[2], picks[3]));
         for _ in 0..3 {
             assert_eq!(b.pick(&r, &info, &[addrs[0]]).unwrap().addr, addrs[1]);
         }
         // Everything failed: still pick one rather than nothing.
         assert!(b.pick(&r, &info, &addrs).is_some());
+    }
+
+    #[test]
+    fn ewma_prefers_the_faster_and_less_busy_endpoint() {
+        let r = route(2, LbPolicy::Ewma);
+        let b = Balancer::new(None);
+        let (fast, slow) = (r.backend.addrs()[0], r.backend.addrs()[1]);
+        for _ in 0..5 {
+            b.mark_ok(fast, Duration::from_millis(2), true);
+            b.mark_ok(slow, Duration::from_millis(200), true);
+        }
+        let h = req("/", None);
+        let info = RequestInfo {
+            req: &h,
+            client_ip: None,
+            host: "h",
+            path: "/",
+        };
+        let to_fast = (0..100)
+            .filter(|_| b.pick(&r, &info, &[]).unwrap().addr == fast)
+            .count();
+        assert_eq!(to_fast, 100);
+        // Enough requests queued on the fast one tip the balance.
+        let _busy: Vec<_> = (0..200).map(|_| b.track(fast)).collect();
+        assert_eq!(b.pick(&r, &info, &[]).unwrap().addr, slow);
     }
 
     #[test]

@@ -153,7 +153,9 @@ impl Backend {
             endpoints,
             client_ip_affinity: None,
             key: super::balance::stable_hash(format!("{namespace}-{service}-{port}").as_bytes()),
-            cursor: AtomicUsize::new(0),
+            // A random start: every table swap makes new backends, and starting each at
+            // index 0 would favour the first endpoints whenever tables change often.
+            cursor: AtomicUsize::new(fastrand::usize(..)),
             ring: OnceLock::new(),
             persistent_ids: OnceLock::new(),
         }

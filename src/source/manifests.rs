@@ -284,6 +284,8 @@ pub struct Loaded {
     pub snapshot: Snapshot,
     pub problems: Vec<FileProblem>,
     pub ignored: Vec<(PathBuf, Identity)>,
+    /// Some file was added, removed or changed since the previous load.
+    pub changed: bool,
 }
 
 impl ManifestDir {
@@ -330,6 +332,7 @@ impl ManifestDir {
                 next.insert(path, prev.clone());
                 continue;
             }
+            loaded.changed = true;
             let parsed = parse_str(&path, &text);
             for ignored in parsed.ignored {
                 loaded.ignored.push((path.clone(), ignored));
@@ -363,6 +366,9 @@ impl ManifestDir {
                 loaded.problems.push(problem);
             }
             next.insert(path, FileState { text, objects });
+        }
+        if !next.keys().eq(self.files.keys()) {
+            loaded.changed = true;
         }
         self.files = next;
         loaded.snapshot = self.assemble(&mut loaded.problems);
@@ -544,6 +550,10 @@ pub fn load_and_publish(dir: &mut ManifestDir, rebuilder: &mut Rebuilder) -> std
     for (file, id) in &loaded.ignored {
         debug!(file = %file.display(), object = %id, "ignoring a kind sluice does not consume");
     }
+    if !loaded.changed && rebuilder.generation() > 0 {
+        // Nothing to do (an editor touched a file without changing it).
+        return Ok(rebuilder.generation());
+    }
     Ok(rebuilder.rebuild(&loaded.snapshot))
 }
 
@@ -560,8 +570,12 @@ pub async fn watch(mut dir: ManifestDir, mut rebuilder: Rebuilder) -> notify::Re
     let changed = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = changed.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Err(e) = ev {
-            warn!(error = %e, "file watch error; rebuilding anyway");
+        match ev {
+            // Our own reads (open/close) are events too: reacting to them would reload
+            // forever.
+            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => return,
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "file watch error; rebuilding anyway"),
         }
         notify.notify_one();
     })?;

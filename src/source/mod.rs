@@ -73,6 +73,15 @@ pub struct Rebuilder {
 }
 
 impl Rebuilder {
+    /// The generation currently published (0 before the first).
+    pub fn generation(&self) -> u64 {
+        if self.table.is_ready() {
+            self.table.load().generation
+        } else {
+            0
+        }
+    }
+
     pub fn new(config: TranslateConfig, table: Arc<SharedTable>) -> Rebuilder {
         Rebuilder {
             config,
