@@ -13,6 +13,10 @@
 //! - {host: a.example, path: /d, backend: ns/svc:80, default: true}  # via default backend
 //! - {..., endpoints: ["10.0.0.1:8080"]}                      # exact endpoint list
 //! - {..., external: "db.example.com:5432"}                   # ExternalName target
+//! - {..., lb: "hash ${request_uri}"}          # round_robin | ewma | hash <expr>
+//! - {..., affinity: "persistent SESSION /app"} # mode, cookie name, cookie path; "none"
+//! - {..., clientIp: 600}                       # Service ClientIP timeout (s); 0 = none
+//! - {..., nextUpstream: "error timeout 3"}     # applied tokens, then tries
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -22,7 +26,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use sluice::config::{ObjectRef, TranslateConfig};
-use sluice::routing::{normalize_path, Endpoints, Match};
+use sluice::routing::{normalize_path, AffinityMode, Endpoints, LbPolicy, Match};
 use sluice::source::Snapshot;
 use sluice::translate::translate;
 
@@ -37,7 +41,7 @@ struct FixtureConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Request {
     host: String,
     path: String,
@@ -47,6 +51,10 @@ struct Request {
     default: bool,
     endpoints: Option<Vec<String>>,
     external: Option<String>,
+    lb: Option<String>,
+    affinity: Option<String>,
+    client_ip: Option<u64>,
+    next_upstream: Option<String>,
 }
 
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -145,6 +153,56 @@ fn run_case(dir: &Path) -> Result<(), String> {
             };
             if &got != want {
                 errors.push(format!("{what}: endpoints {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.lb {
+            let got = match &route.lb {
+                LbPolicy::RoundRobin => "round_robin".to_string(),
+                LbPolicy::Ewma => "ewma".to_string(),
+                LbPolicy::Hash(k) => format!("hash {k}"),
+            };
+            if &got != want {
+                errors.push(format!("{what}: lb {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.affinity {
+            let got = match &route.affinity {
+                None => "none".to_string(),
+                Some(a) => format!(
+                    "{} {} {}",
+                    match a.mode {
+                        AffinityMode::Balanced => "balanced",
+                        AffinityMode::Persistent => "persistent",
+                    },
+                    a.name,
+                    a.path
+                ),
+            };
+            if &got != want {
+                errors.push(format!("{what}: affinity {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = r.client_ip {
+            let got = b.client_ip_affinity.map_or(0, |d| d.as_secs());
+            if got != want {
+                errors.push(format!("{what}: ClientIP timeout {got}, want {want}"));
+            }
+        }
+        if let Some(want) = &r.next_upstream {
+            let n = route.next_upstream;
+            let mut got: Vec<String> = [
+                (n.on_error, "error"),
+                (n.on_timeout, "timeout"),
+                (n.non_idempotent, "non_idempotent"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, t)| t.to_string())
+            .collect();
+            got.push(n.tries.to_string());
+            let got = got.join(" ");
+            if &got != want {
+                errors.push(format!("{what}: nextUpstream {got:?}, want {want:?}"));
             }
         }
         if let Some(want) = &r.external {

@@ -95,6 +95,25 @@ impl HashKey {
     }
 }
 
+impl std::fmt::Display for HashKey {
+    /// The expression in nginx syntax (braced variables), for logs and tests.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.parts {
+            match p {
+                KeyPart::Literal(s) => f.write_str(s)?,
+                KeyPart::RequestUri => f.write_str("${request_uri}")?,
+                KeyPart::Uri => f.write_str("${uri}")?,
+                KeyPart::Host => f.write_str("${host}")?,
+                KeyPart::RemoteAddr => f.write_str("${remote_addr}")?,
+                KeyPart::Header(h) => write!(f, "${{http_{}}}", h.replace('-', "_"))?,
+                KeyPart::Cookie(c) => write!(f, "${{cookie_{c}}}")?,
+                KeyPart::Arg(a) => write!(f, "${{arg_{a}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 fn variable(name: &str) -> Option<KeyPart> {
     let lower = name.to_ascii_lowercase();
     Some(match lower.as_str() {
