@@ -230,32 +230,30 @@ impl Balancer {
             return None;
         }
         // Prefer endpoints that are neither failed for this request nor marked down;
-        // then any not failed for this request; then anything.
+        // then any not failed for this request; then anything. Tiers are tried in turn
+        // rather than counted up front, so the healthy case costs no scan.
         let strict = |i: usize| !failed.contains(&addrs[i]) && !self.is_down(&addrs[i]);
         let loose = |i: usize| !failed.contains(&addrs[i]);
-        let any_strict = (0..addrs.len()).any(strict);
-        let any_loose = any_strict || (0..addrs.len()).any(loose);
-        let usable = |i: usize| {
-            if any_strict {
-                strict(i)
-            } else if any_loose {
-                loose(i)
+        let any = |_: usize| true;
+        let tiers: [&dyn Fn(usize) -> bool; 3] = [&strict, &loose, &any];
+        for usable in tiers {
+            let pick = if let Some(aff) = &route.affinity {
+                self.pick_cookie(route, aff, info, failed, usable)
+            } else if let (Some(timeout), Some(ip)) =
+                (backend.client_ip_affinity, info.client_ip)
+            {
+                self.pick_client_ip(backend, ip, timeout, usable)
             } else {
-                true
+                self.pick_policy(route, info, usable).map(|i| Pick {
+                    addr: addrs[i],
+                    set_cookie: None,
+                })
+            };
+            if pick.is_some() {
+                return pick;
             }
-        };
-
-        if let Some(aff) = &route.affinity {
-            return self.pick_cookie(route, aff, info, failed, &usable);
         }
-        if let (Some(timeout), Some(ip)) = (backend.client_ip_affinity, info.client_ip) {
-            return self.pick_client_ip(backend, ip, timeout, &usable);
-        }
-        let i = self.pick_policy(route, info, &usable)?;
-        Some(Pick {
-            addr: addrs[i],
-            set_cookie: None,
-        })
+        None
     }
 
     fn pick_policy(
@@ -370,11 +368,9 @@ impl Balancer {
                     }
                 }
                 let j = self.pick_policy(route, info, usable)?;
-                // Rewrite when the endpoint is gone, or it failed and change-on-failure.
-                let rewrite = match home {
-                    None => true,
-                    Some(i) => aff.change_on_failure || !failed.contains(&addrs[i]),
-                };
+                // Rewrite when the endpoint is gone, or with change-on-failure; an endpoint
+                // that is only unhealthy for now gets its client back when it recovers.
+                let rewrite = home.is_none() || aff.change_on_failure;
                 Some(Pick {
                     addr: addrs[j],
                     set_cookie: rewrite.then(|| format!("{:016x}", ids[j])),
