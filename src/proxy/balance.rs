@@ -239,9 +239,7 @@ impl Balancer {
         for usable in tiers {
             let pick = if let Some(aff) = &route.affinity {
                 self.pick_cookie(route, aff, info, failed, usable)
-            } else if let (Some(timeout), Some(ip)) =
-                (backend.client_ip_affinity, info.client_ip)
-            {
+            } else if let (Some(timeout), Some(ip)) = (backend.client_ip_affinity, info.client_ip) {
                 self.pick_client_ip(backend, ip, timeout, usable)
             } else {
                 self.pick_policy(route, info, usable).map(|i| Pick {

@@ -87,6 +87,8 @@ pub struct RequestCtx {
     set_cookie: Option<String>,
     /// Counts this request against its endpoint while in flight (EWMA routes).
     inflight: Option<InflightGuard>,
+    /// Request body bytes seen so far (for `proxy-body-size` on chunked bodies).
+    body_bytes: u64,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -201,6 +203,7 @@ impl ProxyHttp for SluiceProxy {
             head_bytes: 0,
             set_cookie: None,
             inflight: None,
+            body_bytes: 0,
         }
     }
 
@@ -276,8 +279,51 @@ impl ProxyHttp for SluiceProxy {
             return Ok(true);
         }
         ctx.table = Some(table);
-        let has_endpoints = route.backend.has_endpoints();
+        // The Ingress's policy, in nginx's phase order: fixed redirects (rewrite
+        // phase), then the access lists (access phase), then the body size.
+        let policy = route.policy.clone();
         ctx.route = Some(route);
+        if let Some(r) = &policy.redirect {
+            respond_with(session, r.code, ctx, Some(&r.location)).await?;
+            return Ok(true);
+        }
+        if let Some(root) = policy.app_root.as_deref().filter(|_| path == "/") {
+            respond_with(session, 302, ctx, Some(root)).await?;
+            return Ok(true);
+        }
+        if policy.allow.is_some() || policy.deny.is_some() {
+            let ip = client_ip(session);
+            let denied = policy
+                .deny
+                .as_ref()
+                .is_some_and(|d| ip.is_some_and(|ip| d.contains(ip)));
+            let allowed = policy
+                .allow
+                .as_ref()
+                .is_none_or(|a| ip.is_some_and(|ip| a.contains(ip)));
+            if denied || !allowed {
+                respond(session, 403, ctx).await?;
+                return Ok(true);
+            }
+        }
+        if let Some(limit) = policy.body_limit {
+            let declared = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                // The body is not read: close rather than drain it.
+                session.set_keepalive(None);
+                respond(session, 413, ctx).await?;
+                return Ok(true);
+            }
+        }
+        let has_endpoints = ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.backend.has_endpoints());
         if !has_endpoints {
             respond(session, 503, ctx).await?;
             return Ok(true);
@@ -381,9 +427,10 @@ impl ProxyHttp for SluiceProxy {
         if matches!(protocol, UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs) {
             o.set_http_version(2, 2);
         }
-        o.connection_timeout = Some(globals.connect_timeout);
-        o.read_timeout = Some(globals.read_timeout);
-        o.write_timeout = Some(globals.send_timeout);
+        let p = &route.policy;
+        o.connection_timeout = Some(p.connect_timeout.unwrap_or(globals.connect_timeout));
+        o.read_timeout = Some(p.read_timeout.unwrap_or(globals.read_timeout));
+        o.write_timeout = Some(p.send_timeout.unwrap_or(globals.send_timeout));
         o.idle_timeout = Some(globals.upstream_keepalive_timeout);
         Ok(Box::new(peer))
     }
@@ -404,7 +451,55 @@ impl ProxyHttp for SluiceProxy {
                 scheme: if ctx.tls { "https" } else { "http" },
                 request_id: &ctx.request_id,
             },
-        )
+        )?;
+        let Some(route) = ctx.route.as_ref() else {
+            return Ok(());
+        };
+        if let Some(rw) = &route.rewrite {
+            // nginx rewrites the normalised $uri; the query string is kept.
+            let path = normalize_path(upstream.uri.path()).unwrap_or_default();
+            if let Some(new_path) = rw.apply(&path) {
+                let uri = match upstream.uri.query() {
+                    Some(q) => format!("{new_path}?{q}"),
+                    None => new_path,
+                };
+                match uri.parse::<http::Uri>() {
+                    Ok(u) => upstream.set_uri(u),
+                    Err(e) => debug!(%e, uri, "rewrite produced an invalid URI; not rewritten"),
+                }
+            }
+        }
+        let p = &route.policy;
+        if let Some(vhost) = p.upstream_vhost.as_deref() {
+            upstream.insert_header(http::header::HOST, vhost)?;
+        }
+        if let Some(prefix) = p.x_forwarded_prefix.as_deref() {
+            upstream.insert_header("x-forwarded-prefix", prefix)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(limit) = ctx.route.as_ref().and_then(|r| r.policy.body_limit) else {
+            return Ok(());
+        };
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            // A chunked (or lying) body that grows past the limit: 413, as nginx does.
+            if ctx.body_bytes > limit {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over proxy-body-size",
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn response_filter(

@@ -15,6 +15,12 @@
 //! beats any Prefix (it is always at least as long). Matching is case-sensitive and
 //! runs on the normalised path (percent-decoded, `//` merged, `.`/`..` resolved, as
 //! nginx normalises `$uri`), while the request is forwarded unchanged.
+//!
+//! Regex hosts (COMPAT §3): when any Ingress on a host uses `use-regex` or
+//! `rewrite-target`, every Prefix/ImplementationSpecific path of that host is a
+//! case-insensitive regex anchored at the start, tried longest path first (nginx's
+//! `~*` locations as ingress-nginx orders them); Exact paths stay exact and win first.
+//! Only those hosts pay for regex matching.
 //! matchit was considered and rejected: its catch-all segments cannot express
 //! "trailing slash ignored on both sides" plus Exact-over-Prefix ties without
 //! duplicating every route, and a direct hash probe per path element is simpler.
@@ -35,6 +41,8 @@ pub struct PathMatcher<T> {
     exact: HashMap<Box<str>, T>,
     /// Keyed by the prefix with trailing slashes removed; `/` is the empty key.
     prefix: HashMap<Box<str>, T>,
+    /// Regex mode: Prefix rules as (regex, path as written, value), longest path first.
+    regex: Option<Vec<(regex::Regex, Box<str>, T)>>,
 }
 
 impl<T> Default for PathMatcher<T> {
@@ -42,6 +50,7 @@ impl<T> Default for PathMatcher<T> {
         Self {
             exact: HashMap::new(),
             prefix: HashMap::new(),
+            regex: None,
         }
     }
 }
@@ -51,11 +60,23 @@ impl<T> Default for PathMatcher<T> {
 pub enum InsertError {
     /// The same path and kind is already taken (the older Ingress keeps it).
     Conflict,
+    /// Regex mode: the path does not compile as a regex.
+    BadRegex(String),
 }
 
 impl<T> PathMatcher<T> {
     /// Adds a rule. `path` must start with `/` (translation validates that).
     pub fn insert(&mut self, kind: PathKind, path: &str, value: T) -> Result<(), InsertError> {
+        if let (PathKind::Prefix, Some(list)) = (kind, self.regex.as_mut()) {
+            if list.iter().any(|(_, p, _)| &**p == path) {
+                return Err(InsertError::Conflict);
+            }
+            let re = super::policy::path_regex(path).map_err(InsertError::BadRegex)?;
+            // Longest first; equal lengths keep insertion (oldest Ingress) order.
+            let at = list.partition_point(|(_, p, _)| p.len() >= path.len());
+            list.insert(at, (re, path.into(), value));
+            return Ok(());
+        }
         let map = match kind {
             PathKind::Exact => &mut self.exact,
             PathKind::Prefix => &mut self.prefix,
@@ -71,12 +92,22 @@ impl<T> PathMatcher<T> {
         Ok(())
     }
 
+    /// Switches to regex mode; must come before any Prefix rule is inserted.
+    pub fn set_regex_mode(&mut self) {
+        debug_assert!(self.prefix.is_empty());
+        self.regex.get_or_insert_with(Vec::new);
+    }
+
+    pub fn is_regex_mode(&self) -> bool {
+        self.regex.is_some()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefix.is_empty()
+        self.len() == 0
     }
 
     pub fn len(&self) -> usize {
-        self.exact.len() + self.prefix.len()
+        self.exact.len() + self.prefix.len() + self.regex.as_ref().map_or(0, Vec::len)
     }
 
     /// Finds the rule for an already normalised path (see [`normalize_path`]).
@@ -85,6 +116,12 @@ impl<T> PathMatcher<T> {
             if let Some(v) = self.exact.get(path) {
                 return Some(v);
             }
+        }
+        if let Some(list) = &self.regex {
+            return list
+                .iter()
+                .find(|(re, _, _)| re.is_match(path))
+                .map(|(_, _, v)| v);
         }
         if self.prefix.is_empty() {
             return None;

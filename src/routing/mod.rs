@@ -6,11 +6,13 @@
 pub mod balance;
 pub mod certs;
 pub mod matcher;
+pub mod policy;
 pub mod table;
 
 pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
 pub use certs::CertTable;
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
+pub use policy::{CidrSet, Policy, Redirect, Rewrite};
 pub use table::{
     Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,
     UpstreamProtocol, UpstreamTls,

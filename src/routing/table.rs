@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 
 use super::balance::{CookieAffinity, LbPolicy, NextUpstream, Ring};
 use super::matcher::{normalize_host, HostIndex, PathKind, PathMatcher};
+use super::policy::{Policy, Rewrite};
 
 /// Where a matched request goes and what it is reported as.
 #[derive(Debug)]
@@ -40,6 +41,10 @@ pub struct Route {
     pub affinity: Option<Arc<CookieAffinity>>,
     /// `proxy-next-upstream*`.
     pub next_upstream: NextUpstream,
+    /// The Ingress's request policy (shared by its routes).
+    pub policy: Arc<Policy>,
+    /// `rewrite-target` for this rule.
+    pub rewrite: Option<Arc<Rewrite>>,
 }
 
 /// ingress-nginx's `proxy-ssl-*` annotations, parsed once during translation into the
@@ -93,6 +98,8 @@ impl Route {
             lb: LbPolicy::RoundRobin,
             affinity: None,
             next_upstream: NextUpstream::default(),
+            policy: Arc::new(Policy::unrestricted()),
+            rewrite: None,
         }
     }
 }

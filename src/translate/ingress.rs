@@ -12,13 +12,15 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, ServiceBackendPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::annotations::balance;
 use super::annotations::proxy_ssl::{self, ProxySsl};
+use super::annotations::{balance, policy};
 use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
+use crate::routing::matcher::InsertError;
 use crate::routing::{
-    Backend, Endpoints, HostPattern, PathKind, Route, RoutingTable, TableStats, UpstreamProtocol,
+    Backend, Endpoints, HostPattern, PathKind, Rewrite, Route, RoutingTable, TableStats,
+    UpstreamProtocol,
 };
 use crate::source::Snapshot;
 
@@ -111,10 +113,33 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         })
         .collect();
 
+    // Regex hosts (COMPAT §3): one Ingress with use-regex or rewrite-target on a host
+    // turns every path of that host into a regex.
+    for ing in &served {
+        let regex = raw_annotation(ing, "use-regex")
+            .is_some_and(|v| super::configmap::parse_bool(v) == Some(true))
+            || raw_annotation(ing, "rewrite-target").is_some_and(|v| !v.trim().is_empty());
+        if !regex {
+            continue;
+        }
+        for rule in ing.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+            let host = rule.host.as_deref();
+            if host.is_none_or(|h| validate_host(h).is_ok()) {
+                table
+                    .hosts
+                    .entry(&HostPattern::parse(host))
+                    .set_regex_mode();
+            }
+        }
+    }
+
     for ing in &served {
         let ns = namespace_of(&ing.metadata);
         let name = ing.metadata.name.as_deref().unwrap_or("");
         let me = (ObjKind::Ingress, ns, name);
+        super::annotations::check_keys(ing, &mut warnings);
+        let (policy, path_options) = policy::parse(ing, &mut warnings);
+        let policy = Arc::new(policy);
         let Some(spec) = ing.spec.as_ref() else {
             continue;
         };
@@ -189,6 +214,8 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     lb: balancing.lb.clone(),
                     affinity: affinity_for("/"),
                     next_upstream: balancing.next_upstream,
+                    policy: policy.clone(),
+                    rewrite: None,
                 }));
             }
         }
@@ -248,6 +275,25 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     HostPattern::Any => false,
                     p => tls.tls_hosts.contains(&p.to_string()),
                 };
+                let rewrite = match &path_options.rewrite_target {
+                    None => None,
+                    Some(target) => match crate::routing::policy::path_regex(path) {
+                        Ok(regex) => Some(Arc::new(Rewrite {
+                            regex,
+                            target: target.clone(),
+                        })),
+                        Err(why) => {
+                            warnings.push(Warning::new(
+                                ObjKind::Ingress,
+                                ns,
+                                name,
+                                "InvalidPath",
+                                format!("path {path:?} on host {pattern} ignored: rewrite-target needs it as a regex, and it is {why}"),
+                            ));
+                            continue;
+                        }
+                    },
+                };
                 let route = Arc::new(Route {
                     backend,
                     ingress_namespace: ns.into(),
@@ -260,15 +306,22 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     lb: balancing.lb.clone(),
                     affinity: affinity_for(path),
                     next_upstream: balancing.next_upstream,
+                    policy: policy.clone(),
+                    rewrite,
                 });
-                if table
-                    .hosts
-                    .entry(&pattern)
-                    .insert(kind, path, route)
-                    .is_ok()
-                {
-                    owners.insert(owner_key, format!("{ns}/{name}"));
-                    paths += 1;
+                match table.hosts.entry(&pattern).insert(kind, path, route) {
+                    Ok(()) => {
+                        owners.insert(owner_key, format!("{ns}/{name}"));
+                        paths += 1;
+                    }
+                    Err(InsertError::BadRegex(why)) => warnings.push(Warning::new(
+                        ObjKind::Ingress,
+                        ns,
+                        name,
+                        "InvalidPath",
+                        format!("path {path:?} on host {pattern} ignored: the host matches paths as regexes (use-regex or rewrite-target) and this one is {why}"),
+                    )),
+                    Err(InsertError::Conflict) => {}
                 }
             }
         }

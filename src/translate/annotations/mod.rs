@@ -1,8 +1,149 @@
-//! Typed parsers for `nginx.ingress.kubernetes.io/*` annotations, one module per family.
+//! Typed parsers for `nginx.ingress.kubernetes.io/*` annotations, one module per family,
+//! and the registry of which keys sluice implements, refuses or does not support.
 //!
 //! Owns turning annotation text into route settings, once per translation: nothing here
 //! runs per request. A bad value warns, naming the annotation and the value, and affects
-//! only the Ingress that carries it.
+//! only the Ingress that carries it. Keys that would inject raw nginx configuration
+//! (`*-snippet`) are never executed: the Ingress is served without them and a
+//! `RefusedAnnotation` warning names them. Any other key sluice does not implement
+//! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
 pub mod balance;
+pub mod policy;
 pub mod proxy_ssl;
+
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::backends::namespace_of;
+use super::ingress::ANNOTATION_PREFIX;
+use super::{ObjKind, Warning};
+
+/// Keys (after the prefix) that sluice reads.
+pub const SUPPORTED: &[&str] = &[
+    "affinity",
+    "affinity-mode",
+    "allowlist-source-range",
+    "app-root",
+    "backend-protocol",
+    "denylist-source-range",
+    "force-ssl-redirect",
+    "load-balance",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "proxy-body-size",
+    "proxy-connect-timeout",
+    "proxy-next-upstream",
+    "proxy-next-upstream-timeout",
+    "proxy-next-upstream-tries",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "proxy-ssl-ciphers",
+    "proxy-ssl-name",
+    "proxy-ssl-protocols",
+    "proxy-ssl-secret",
+    "proxy-ssl-server-name",
+    "proxy-ssl-verify",
+    "proxy-ssl-verify-depth",
+    "rewrite-target",
+    "session-cookie-change-on-failure",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-domain",
+    "session-cookie-expires",
+    "session-cookie-max-age",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-samesite",
+    "session-cookie-secure",
+    "ssl-redirect",
+    "temporal-redirect",
+    "temporal-redirect-code",
+    "upstream-hash-by",
+    "upstream-vhost",
+    "use-regex",
+    "whitelist-source-range",
+    "x-forwarded-prefix",
+];
+
+/// How sluice treats one annotation key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    Supported,
+    /// Raw nginx configuration: never executed.
+    Refused,
+    Unsupported,
+}
+
+/// Classifies a key (without the prefix).
+pub fn support(key: &str) -> Support {
+    if key.ends_with("-snippet") || key == "configuration-snippet" {
+        Support::Refused
+    } else if SUPPORTED.binary_search(&key).is_ok() {
+        Support::Supported
+    } else {
+        Support::Unsupported
+    }
+}
+
+/// Warns about refused and unsupported keys of one Ingress (one warning of each kind).
+pub fn check_keys(ing: &Ingress, warnings: &mut Vec<Warning>) {
+    let Some(annotations) = ing.metadata.annotations.as_ref() else {
+        return;
+    };
+    let (mut refused, mut unsupported) = (Vec::new(), Vec::new());
+    for key in annotations.keys() {
+        let Some(short) = key.strip_prefix(ANNOTATION_PREFIX) else {
+            continue;
+        };
+        match support(short) {
+            Support::Supported => {}
+            Support::Refused => refused.push(key.as_str()),
+            Support::Unsupported => unsupported.push(key.as_str()),
+        }
+    }
+    let ns = namespace_of(&ing.metadata);
+    let name = ing.metadata.name.as_deref().unwrap_or("");
+    if !refused.is_empty() {
+        warnings.push(Warning::new(
+            ObjKind::Ingress,
+            ns,
+            name,
+            "RefusedAnnotation",
+            format!(
+                "{} never executed: sluice does not run raw nginx configuration; the Ingress is served without it",
+                refused.join(", ")
+            ),
+        ));
+    }
+    if !unsupported.is_empty() {
+        warnings.push(Warning::new(
+            ObjKind::Ingress,
+            ns,
+            name,
+            "UnsupportedAnnotation",
+            format!(
+                "{} not supported by sluice; ignored",
+                unsupported.join(", ")
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_list_is_sorted_for_binary_search() {
+        assert!(SUPPORTED.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(support("rewrite-target"), Support::Supported);
+        assert_eq!(support("configuration-snippet"), Support::Refused);
+        assert_eq!(support("server-snippet"), Support::Refused);
+        assert_eq!(support("auth-snippet"), Support::Refused);
+        assert_eq!(support("modsecurity-snippet"), Support::Refused);
+        assert_eq!(support("mirror-target"), Support::Unsupported);
+    }
+}

@@ -1,0 +1,185 @@
+//! Per-Ingress request policy from annotations: what happens to a request between
+//! matching and proxying (redirects, access lists, size limits, rewriting, timeouts,
+//! the Host sent upstream).
+//!
+//! Owns the parsed, immutable form of those annotations. One `Policy` is shared by every
+//! route of the Ingress that set them (annotations apply to their own Ingress's paths
+//! only, COMPAT §3); translation builds it once, the proxy only reads it. Regexes are
+//! compiled and CIDRs parsed here, never per request.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use regex::Regex;
+
+/// Request handling set by one Ingress's annotations. `Default` is ingress-nginx's
+/// behaviour with no annotation.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// `permanent-redirect` / `temporal-redirect`: every request answers this redirect.
+    pub redirect: Option<Redirect>,
+    /// `app-root`: a request for exactly `/` is redirected (302) here.
+    pub app_root: Option<Box<str>>,
+    /// `whitelist-source-range` / `allowlist-source-range`: only these clients (403 else).
+    pub allow: Option<CidrSet>,
+    /// `denylist-source-range`: these clients get 403.
+    pub deny: Option<CidrSet>,
+    /// `proxy-body-size`: request bodies above this many bytes get 413 (`None` =
+    /// unlimited). `Some` by default: 1 MiB, as nginx's `client_max_body_size`.
+    pub body_limit: Option<u64>,
+    /// `proxy-connect/read/send-timeout`: per-Ingress overrides of the ConfigMap values.
+    pub connect_timeout: Option<Duration>,
+    pub read_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
+    /// `upstream-vhost`: the `Host` sent to the backend.
+    pub upstream_vhost: Option<Box<str>>,
+    /// `x-forwarded-prefix`: sent as `X-Forwarded-Prefix`.
+    pub x_forwarded_prefix: Option<Box<str>>,
+}
+
+impl Policy {
+    /// No limits at all (routes sluice makes itself, tests).
+    pub fn unrestricted() -> Policy {
+        Policy::default()
+    }
+}
+
+/// A fixed redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub location: Box<str>,
+    pub code: u16,
+}
+
+/// A set of IPv4/IPv6 networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CidrSet {
+    pub nets: Vec<IpNet>,
+}
+
+impl CidrSet {
+    /// Parses nginx's comma-separated list of addresses and CIDRs.
+    pub fn parse(list: &str) -> Result<CidrSet, String> {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let net = match item.parse::<IpNet>() {
+                Ok(n) => n.trunc(),
+                Err(_) => match item.parse::<IpAddr>() {
+                    Ok(ip) => IpNet::from(ip),
+                    Err(_) => return Err(format!("{item:?} is not an IP address or CIDR")),
+                },
+            };
+            nets.push(net);
+        }
+        if nets.is_empty() {
+            return Err("the list is empty".into());
+        }
+        Ok(CidrSet { nets })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// `rewrite-target`: the route's path as a regex and the replacement with `$n`.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    /// The rule's path, case-insensitive and anchored at the start (as the location).
+    pub regex: Regex,
+    pub target: Box<str>,
+}
+
+impl Rewrite {
+    /// The new path for a normalised request path (the query string is kept by the
+    /// caller). `$1`…`$9` and `${n}` take capture groups; a missing group is empty, as
+    /// in nginx. A path the regex does not match (cannot happen for a route that matched)
+    /// is left alone.
+    pub fn apply(&self, path: &str) -> Option<String> {
+        let caps = self.regex.captures(path)?;
+        let mut out = String::with_capacity(self.target.len() + path.len());
+        let t = self.target.as_bytes();
+        let mut i = 0;
+        while i < t.len() {
+            if t[i] == b'$' {
+                let (digits, skip) = if t.get(i + 1) == Some(&b'{') {
+                    let end = self.target[i + 2..].find('}').map(|e| i + 2 + e);
+                    match end {
+                        Some(e) => (&self.target[i + 2..e], e + 1 - i),
+                        None => ("", 0),
+                    }
+                } else {
+                    let n = t[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+                    (&self.target[i + 1..i + 1 + n.min(1)], 1 + n.min(1))
+                };
+                if let Ok(n) = digits.parse::<usize>() {
+                    out.push_str(caps.get(n).map_or("", |m| m.as_str()));
+                    i += skip;
+                    continue;
+                }
+            }
+            let ch = self.target[i..].chars().next().unwrap_or('$');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+        if !out.starts_with('/') {
+            out.insert(0, '/');
+        }
+        Some(out)
+    }
+}
+
+/// Compiles an Ingress path the way ingress-nginx's regex locations read it:
+/// case-insensitive, anchored at the start.
+pub fn path_regex(path: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{path})"))
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("not a valid regex: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_examples_from_ingress_nginx_docs() {
+        let r = Rewrite {
+            regex: path_regex("/something(/|$)(.*)").unwrap(),
+            target: "/$2".into(),
+        };
+        assert_eq!(r.apply("/something").as_deref(), Some("/"));
+        assert_eq!(r.apply("/something/").as_deref(), Some("/"));
+        assert_eq!(r.apply("/something/new").as_deref(), Some("/new"));
+        assert_eq!(r.apply("/SOMETHING/new").as_deref(), Some("/new"));
+        let r = Rewrite {
+            regex: path_regex("/api(/|$)(.*)").unwrap(),
+            target: "/v2/${2}x$1a".into(),
+        };
+        assert_eq!(r.apply("/api/users").as_deref(), Some("/v2/usersx/a"));
+        let r = Rewrite {
+            regex: path_regex("/app").unwrap(),
+            target: "/".into(),
+        };
+        assert_eq!(r.apply("/app/x").as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn cidr_sets() {
+        let s = CidrSet::parse("10.0.0.0/8, 192.168.1.7,2001:db8::/32").unwrap();
+        assert!(s.contains("10.1.2.3".parse().unwrap()));
+        assert!(s.contains("192.168.1.7".parse().unwrap()));
+        assert!(!s.contains("192.168.1.8".parse().unwrap()));
+        assert!(s.contains("2001:db8::1".parse().unwrap()));
+        assert!(s.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(CidrSet::parse("10.0.0.0/33").is_err());
+        assert!(CidrSet::parse("").is_err());
+    }
+}
