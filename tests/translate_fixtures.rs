@@ -17,6 +17,10 @@
 //! - {..., affinity: "persistent SESSION /app"} # mode, cookie name, cookie path; "none"
 //! - {..., clientIp: 600}                       # Service ClientIP timeout (s); 0 = none
 //! - {..., nextUpstream: "error timeout 3"}     # applied tokens, then tries
+//! - {..., rewrite: "/$2"}                      # rewrite-target of the rule; "none"
+//! - {..., bodyLimit: 1048576}                  # proxy-body-size in bytes; 0 = unlimited
+//! - {..., redirect: "301 https://x/"}          # permanent/temporal redirect; "none"
+//! - {..., access: "allow 10.0.0.0/8 deny -"}   # allow / deny lists ("-" = none)
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -55,6 +59,10 @@ struct Request {
     affinity: Option<String>,
     client_ip: Option<u64>,
     next_upstream: Option<String>,
+    rewrite: Option<String>,
+    body_limit: Option<u64>,
+    redirect: Option<String>,
+    access: Option<String>,
 }
 
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -203,6 +211,46 @@ fn run_case(dir: &Path) -> Result<(), String> {
             let got = got.join(" ");
             if &got != want {
                 errors.push(format!("{what}: nextUpstream {got:?}, want {want:?}"));
+            }
+        }
+        let p = &route.policy;
+        if let Some(want) = &r.rewrite {
+            let got = route
+                .rewrite
+                .as_ref()
+                .map_or("none".to_string(), |w| w.target.to_string());
+            if &got != want {
+                errors.push(format!("{what}: rewrite {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = r.body_limit {
+            let got = p.body_limit.unwrap_or(0);
+            if got != want {
+                errors.push(format!("{what}: body limit {got}, want {want}"));
+            }
+        }
+        if let Some(want) = &r.redirect {
+            let got = p
+                .redirect
+                .as_ref()
+                .map_or("none".to_string(), |d| format!("{} {}", d.code, d.location));
+            if &got != want {
+                errors.push(format!("{what}: redirect {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.access {
+            let list = |s: &Option<sluice::routing::CidrSet>| match s {
+                None => "-".to_string(),
+                Some(s) => s
+                    .nets
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            let got = format!("allow {} deny {}", list(&p.allow), list(&p.deny));
+            if &got != want {
+                errors.push(format!("{what}: access {got:?}, want {want:?}"));
             }
         }
         if let Some(want) = &r.external {

@@ -142,7 +142,19 @@ pub fn path_regex(path: &str) -> Result<Regex, String> {
         .case_insensitive(true)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| format!("not a valid regex: {e}"))
+        .map_err(|e| {
+            // regex's message spans lines (pattern, caret, error); keep the error.
+            let msg = e.to_string();
+            let last = msg
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            format!(
+                "not a valid regex ({})",
+                last.trim().trim_start_matches("error: ")
+            )
+        })
 }
 
 #[cfg(test)]
