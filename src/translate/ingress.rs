@@ -275,6 +275,16 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     HostPattern::Any => false,
                     p => tls.tls_hosts.contains(&p.to_string()),
                 };
+                let regex_host = table.hosts.get(&pattern).is_some_and(|m| m.is_regex_mode());
+                if regex_host && balancing.affinity.is_some() && !balancing.cookie_path_set {
+                    warnings.push(Warning::new(
+                        ObjKind::Ingress,
+                        ns,
+                        name,
+                        "InvalidAnnotation",
+                        format!("nginx.ingress.kubernetes.io/session-cookie-path is required when host {pattern} matches paths as regexes; the affinity cookie uses Path=/"),
+                    ));
+                }
                 let rewrite = match &path_options.rewrite_target {
                     None => None,
                     Some(target) => match crate::routing::policy::path_regex(path) {
@@ -304,7 +314,9 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     protocol,
                     upstream_tls: upstream_tls.clone(),
                     lb: balancing.lb.clone(),
-                    affinity: affinity_for(path),
+                    // A regex is no cookie path: ingress-nginx requires
+                    // session-cookie-path there; without it the cookie gets `/`.
+                    affinity: affinity_for(if regex_host { "/" } else { path }),
                     next_upstream: balancing.next_upstream,
                     policy: policy.clone(),
                     rewrite,
