@@ -64,6 +64,7 @@ fn answer(table: &SharedTable, readiness: &Readiness, path: &str) -> (StatusCode
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no routing table published yet\n".into(),
         ),
+        "/metrics" => (StatusCode::OK, crate::metrics::global().encode()),
         _ => (StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }

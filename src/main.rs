@@ -209,6 +209,11 @@ fn main() -> anyhow::Result<()> {
             })
             .with_context(|| format!("cannot listen on {addr}"))?;
     }
+    sluice::metrics::global().set_controller(
+        &args.controller_class,
+        &std::env::var("POD_NAMESPACE").unwrap_or_default(),
+        &std::env::var("POD_NAME").unwrap_or_default(),
+    );
     let admin_listener = control
         .block_on(sluice::admin::bind(args.admin_listen))
         .with_context(|| format!("binding admin listener {}", args.admin_listen))?;

@@ -156,6 +156,37 @@ async fn respond_with(
 }
 
 impl SluiceProxy {
+    /// Counts a finished request in the ingress-nginx metrics.
+    fn record_metrics(&self, session: &Session, ctx: &RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.own_status)
+            .unwrap_or(0);
+        let route = ctx.route.as_deref();
+        let head = match ctx.head_bytes {
+            0 => header_bytes(session.req_header()),
+            n => n,
+        };
+        crate::metrics::global().record_request(&crate::metrics::RequestRecord {
+            host: route.map_or("", |r| &r.host),
+            ingress: route.map_or("", |r| &r.ingress_name),
+            namespace: route.map_or("", |r| &r.ingress_namespace),
+            path: route.map_or("", |r| &r.path),
+            service: route.map_or("", |r| &r.backend.service),
+            method: session.req_header().method.as_str(),
+            status,
+            canary: "",
+            duration_secs: ctx.started.elapsed().as_secs_f64(),
+            upstream_secs: ctx
+                .upstream_status
+                .and(ctx.upstream_started)
+                .map(|t| t.elapsed().as_secs_f64()),
+            request_bytes: (head + session.body_bytes_read()) as u64,
+            response_bytes: session.body_bytes_sent() as u64,
+        });
+    }
+
     /// Whether `proxy-next-upstream` allows another attempt after a failed one.
     fn may_retry(&self, ctx: &RequestCtx, timeout: bool) -> bool {
         let Some(route) = ctx.route.as_ref() else {
@@ -648,10 +679,25 @@ impl ProxyHttp for SluiceProxy {
         }
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::metrics::global().upstream_connection(reused);
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(e) = e {
             debug!(error = %e, request_id = %ctx.request_id, "request failed");
         }
+        self.record_metrics(session, ctx);
         if !self.options.access_log {
             return;
         }

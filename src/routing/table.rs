@@ -24,6 +24,9 @@ pub struct Route {
     /// `namespace/name` of the Ingress that defined the rule (for logs and metrics).
     pub ingress_namespace: Box<str>,
     pub ingress_name: Box<str>,
+    /// The rule's host as written (`*.x` included; empty for host-less rules and the
+    /// default backend): a bounded metrics label, never the request's Host.
+    pub host: Box<str>,
     /// The rule's path pattern as written (a bounded metrics label, never the request path).
     pub path: Box<str>,
     pub kind: PathKind,
@@ -90,6 +93,7 @@ impl Route {
             backend,
             ingress_namespace: ingress_namespace.into(),
             ingress_name: ingress_name.into(),
+            host: "".into(),
             path: path.into(),
             kind,
             ssl_redirect: false,
@@ -210,6 +214,9 @@ pub struct RoutingTable {
     pub globals: GlobalSettings,
     /// Certificates by SNI name.
     pub certs: super::CertTable,
+    /// (host, Secret namespace, Secret name, notAfter) of every served certificate, for
+    /// the expiry metric.
+    pub cert_expiry: Vec<(String, String, String, i64)>,
     pub stats: TableStats,
 }
 

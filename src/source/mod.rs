@@ -120,7 +120,23 @@ impl Rebuilder {
             }
         }
         let stats = t.table.stats.clone();
+        let metrics = crate::metrics::global();
+        metrics.set_cert_expiry(&t.table.cert_expiry);
         let generation = self.table.publish(t.table);
+        metrics.table_published(
+            generation,
+            started.elapsed().as_secs_f64(),
+            now_secs() as f64,
+        );
+        metrics.set_warnings(t.warnings.iter().map(|w| w.reason));
+        metrics.set_objects(&[
+            ("Ingress", snapshot.ingresses.len()),
+            ("IngressClass", snapshot.ingress_classes.len()),
+            ("Service", snapshot.services.len()),
+            ("EndpointSlice", snapshot.endpoint_slices.len()),
+            ("Secret", snapshot.secrets.len()),
+            ("ConfigMap", snapshot.config_maps.len()),
+        ]);
         info!(
             generation,
             ingresses = stats.ingresses,

@@ -40,6 +40,7 @@ pub async fn run(client: Client, config: ElectionConfig, leading: watch::Sender<
                 false
             }
         };
+        crate::metrics::global().set_leader(&config.name, lead);
         if *leading.borrow() != lead {
             info!(identity = %config.identity, lease = %config.name, leading = lead, "leadership changed");
             let _ = leading.send(lead);

@@ -206,6 +206,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     backend,
                     ingress_namespace: ns.into(),
                     ingress_name: name.into(),
+                    host: "".into(),
                     path: "".into(),
                     kind: PathKind::Prefix,
                     ssl_redirect: false,
@@ -308,6 +309,10 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     backend,
                     ingress_namespace: ns.into(),
                     ingress_name: name.into(),
+                    host: match &pattern {
+                        HostPattern::Any => "".into(),
+                        p => p.to_string().into(),
+                    },
                     path: path.into(),
                     kind,
                     ssl_redirect: force_ssl_redirect || (ssl_redirect && host_has_tls),
@@ -353,6 +358,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     }
 
     table.certs = tls.certs;
+    table.cert_expiry = tls.expiry;
     table.stats = TableStats {
         ingresses: served.len(),
         hosts: table.hosts.host_count(),

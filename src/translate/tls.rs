@@ -104,6 +104,8 @@ pub struct TlsOutcome {
     pub certs: CertTable,
     /// Hosts (as written, `*.x` included) that some served Ingress lists under `tls`.
     pub tls_hosts: std::collections::HashSet<String>,
+    /// (host, Secret namespace, Secret name, notAfter) for every host given a certificate.
+    pub expiry: Vec<(String, String, String, i64)>,
 }
 
 /// Assigns certificates to hosts. `served` must be oldest first. `now` is the current
@@ -196,6 +198,12 @@ pub fn build(
             for h in fresh {
                 if covers(&cert.sans, h) {
                     out.certs.insert_host(h, &cert.key);
+                    out.expiry.push((
+                        h.to_string(),
+                        ns.to_string(),
+                        secret.to_string(),
+                        cert.not_after,
+                    ));
                 } else {
                     warn(warnings, "CertificateHostMismatch", format!("Secret {ns}/{secret} does not cover {h} (it covers {}); serving the default certificate for it", cert.sans.join(", ")));
                 }
