@@ -102,7 +102,9 @@ enum Kind {
     Histogram(&'static [f64]),
 }
 
-type Series = Vec<(Box<[Box<str>]>, Arc<Value>)>;
+/// Label values and the series' value.
+type Entry = (Box<[Box<str>]>, Arc<Value>);
+type Series = Vec<Entry>;
 
 /// A metric family: name, help, label names and its series.
 #[derive(Debug)]
@@ -145,7 +147,7 @@ impl Family {
     fn get(&self, values: &[&str]) -> Arc<Value> {
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
         let key = hash_values(values);
-        let same = |(l, _): &&(Box<[Box<str>]>, Arc<Value>)| {
+        let same = |(l, _): &&Entry| {
             l.len() == values.len() && l.iter().zip(values).all(|(a, b)| &**a == *b)
         };
         if let Some(v) = self
@@ -208,7 +210,7 @@ impl Family {
         };
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {kind}", self.name);
-        let mut all: Vec<&(Box<[Box<str>]>, Arc<Value>)> = map.values().flatten().collect();
+        let mut all: Vec<&Entry> = map.values().flatten().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         for (values, value) in all {
             let mut labels = String::from(constant);
