@@ -122,15 +122,41 @@ struct Args {
     /// across restarts; unset, a random key is drawn at start.
     #[arg(long, env = "SLUICE_SESSION_COOKIE_KEY", hide_env_values = true)]
     session_cookie_key: Option<String>,
+
+    /// Controller log format on stderr: `text`, or `json` (one object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    /// Log verbosity as ingress-nginx's klog `--v`: 0 warnings, 1-2 info (default),
+    /// 3-4 debug, 5+ trace. `RUST_LOG` overrides it.
+    #[arg(long, value_name = "N")]
+    v: Option<u8>,
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat, verbosity: Option<u8>) {
     // Controller logs to stderr; access-log lines bare to stdout, as ingress-nginx does.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let controller = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter_fn(|m| m.target() != "access_log"));
+    // RUST_LOG wins; else `--v` as klog levels: 0 warn, 1-2 info, 3-4 debug, 5+ trace.
+    let level = match verbosity {
+        None | Some(1..=2) => "info",
+        Some(0) => "warn",
+        Some(3..=4) => "debug",
+        Some(_) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let not_access = filter_fn(|m| m.target() != "access_log");
+    let controller = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(not_access)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .with_filter(not_access)
+            .boxed(),
+    };
     let access = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stdout)
         .with_ansi(false)
@@ -144,6 +170,13 @@ fn init_logging() {
         .with(controller)
         .with(access)
         .init();
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
@@ -176,7 +209,7 @@ fn worker_addr(addr: SocketAddr, n: usize) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging();
+    init_logging(args.log_format, args.v);
 
     let translate_config = TranslateConfig {
         ingress_class: args.ingress_class.clone(),

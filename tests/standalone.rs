@@ -632,3 +632,31 @@ fn the_manifests_dir_settles_after_a_change() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(publishes(&s), settled, "{}", s.logs());
 }
+
+#[test]
+fn json_controller_logs_are_one_object_per_line() {
+    let alpha = Echo::start("alpha");
+    let mut m = String::from(INGRESS_CLASS);
+    m += &support::ingress(
+        "a",
+        "2024-01-01T00:00:00Z",
+        Some("a.example"),
+        &[("Prefix", "/", "missing")],
+    );
+    m += &alpha.manifests("alpha");
+    let s = Sluice::start(&[("a.yaml", &m)], &["--log-format", "json", "--v", "2"]);
+    assert_eq!(s.get("a.example", "/").status, 503);
+    let logs = s.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let warning = lines
+        .iter()
+        .find(|l| l["reason"] == "BackendUnavailable")
+        .unwrap_or_else(|| panic!("no BackendUnavailable warning:\n{logs}"));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["name"], "a");
+    assert!(warning["message"].as_str().unwrap().contains("missing"));
+}
