@@ -16,10 +16,13 @@ bench_install() {
 
 # bench_build BUILD: sets ECHO_BIN, SLUICE_BIN and SLUICE_BUILD_FAILED; builds the release
 # binaries when BUILD is 1. The backend is what every row needs: a stale one is
-# acceptable, a stale sluice is not (its rows are then skipped).
+# acceptable, a stale sluice is not (its rows are then skipped). The binaries are looked
+# for where cargo puts them: $CARGO_TARGET_DIR/release when that is set, else target/release.
 bench_build() {
-    ECHO_BIN="$ROOT/target/release/sluice-echo"
-    SLUICE_BIN=${BENCH_SLUICE_BIN:-"$ROOT/target/release/sluice"}
+    local target=${CARGO_TARGET_DIR:-target}
+    [[ $target == /* ]] || target="$ROOT/$target"
+    ECHO_BIN="$target/release/sluice-echo"
+    SLUICE_BIN=${BENCH_SLUICE_BIN:-"$target/release/sluice"}
     SLUICE_BUILD_FAILED=""
     if (($1)); then
         log "building release binaries (cargo build --release --bins)"

@@ -4,13 +4,22 @@
 # sluice, each driven in turn by the same wrk load; prints req/s and p50/p99 latency and
 # sluice's ratios against the best of nginx/HAProxy. This is a benchmark, not a test.
 #
+# Then the balancing section: three sluice-echo endpoints behind one Service, sluice with
+# round robin, cookie affinity (balanced and persistent, wrk sending the cookie so every
+# request takes the sticky path) and upstream-hash-by $request_uri, each an Ingress host
+# of the same sluice process; nginx and HAProxy round robin and URI hashing for context.
+# Prints req/s, p50/p99 and each variant's req/s ratio to the same proxy's round robin
+# (goal: sluice's variants within 5% of its round robin).
+#
 # NOTE: wrk, the proxy under test and the backend all share the same machine. On a shared
 # 2-core box the absolute figures are noisy and move between runs; only the ratios
 # between rows of ONE run mean anything (and even those by a few percent).
 #
-# Usage: e2e/bench/proxy.sh [--quick] [--no-build]
-#   --quick     3 s measurement per target instead of BENCH_DURATION
-#   --no-build  use the binaries already in target/release
+# Usage: e2e/bench/proxy.sh [--quick] [--no-build] [--balance | --no-balance]
+#   --quick       3 s measurement per target instead of BENCH_DURATION
+#   --no-build    use the binaries already built (see CARGO_TARGET_DIR)
+#   --balance     run only the balancing section
+#   --no-balance  skip the balancing section
 # Environment:
 #   BENCH_WORKERS      worker processes/threads for every proxy (default: nproc)
 #   BENCH_DURATION     seconds of measurement per target (default 10)
@@ -18,6 +27,7 @@
 #   BENCH_CONNECTIONS  wrk connections (default 50)
 #   BENCH_KEEP=1       keep the temp dir (configs, logs, wrk outputs) and print its path
 #   BENCH_SLUICE_BIN   sluice binary to measure (default: target/release/sluice)
+#   CARGO_TARGET_DIR   where the binaries are built and looked for (default: target)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,10 +35,14 @@ ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 
 DURATION=${BENCH_DURATION:-10}
 BUILD=1
+RUN_MAIN=1
+RUN_BALANCE=1
 for arg in "$@"; do
     case "$arg" in
         --quick) DURATION=3 ;;
         --no-build) BUILD=0 ;;
+        --balance) RUN_MAIN=0 RUN_BALANCE=1 ;;
+        --no-balance) RUN_MAIN=1 RUN_BALANCE=0 ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
             exit 0
@@ -61,8 +75,17 @@ NGINX_PORT=19001
 HAPROXY_PORT=19002
 SLUICE_PORT=19003
 SLUICE_ADMIN_PORT=19004
+SLUICE_HTTPS_PORT=19005
 BENCH_PATH='/bench?size=256'
 HOST_HEADER='bench.local'
+# Balancing section: three endpoints of Service default/balance, and the peers' listeners
+# (one port per variant, so neither peer pays for host routing).
+BAL_BACKEND_PORTS=(19006 19007 19008)
+BAL_BACKEND_NAMES=(bench-a bench-b bench-c)
+NGINX_RR_PORT=19009
+NGINX_HASH_PORT=19010
+HAPROXY_RR_PORT=19011
+HAPROXY_HASH_PORT=19012
 
 log() { echo "proxy.sh: $*" >&2; }
 die() {
@@ -84,47 +107,133 @@ bench_build "$BUILD"
 
 # ---------------------------------------------------------------- process management
 bench_tmp sluice-bench
-for p in $BACKEND_PORT $NGINX_PORT $HAPROXY_PORT $SLUICE_PORT $SLUICE_ADMIN_PORT; do
+ports=("$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$SLUICE_HTTPS_PORT")
+((RUN_MAIN)) && ports+=("$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT")
+((RUN_BALANCE)) && ports+=("${BAL_BACKEND_PORTS[@]}" "$NGINX_RR_PORT" "$NGINX_HASH_PORT" "$HAPROXY_RR_PORT" "$HAPROXY_HASH_PORT")
+for p in "${ports[@]}"; do
     port_busy "$p" && die "127.0.0.1:$p is already in use; stop whatever listens there"
 done
 
-# wait_http NAME PID URL SECONDS: wait until URL answers 2xx through the proxy, or fail.
-# On failure prints the reason on stdout and returns 1.
+# wait_http NAME PID URL SECONDS [HOST]: wait until URL answers 2xx through the proxy
+# (with Host: HOST, default bench.local), or fail. On failure prints the reason on
+# stdout and returns 1.
 wait_http() {
-    local name=$1 pid=$2 url=$3 secs=$4 deadline=$((SECONDS + $4))
+    local name=$1 pid=$2 url=$3 secs=$4 host=${5:-$HOST_HEADER} deadline=$((SECONDS + $4))
     while ((SECONDS < deadline)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "$name exited during startup: $(tail -n 3 "$TMP/$name.log" 2>/dev/null | tr '\n' ' ')"
             return 1
         fi
-        if curl -sf -o /dev/null --max-time 2 -H "Host: $HOST_HEADER" "$url"; then
+        if curl -sf -o /dev/null --max-time 2 -H "Host: $host" "$url"; then
             return 0
         fi
         sleep 0.2
     done
-    echo "no 2xx from $url within ${secs}s (last: $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: $HOST_HEADER" "$url" || true))"
+    echo "no 2xx from $url within ${secs}s (last: $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: $host" "$url" || true))"
     return 1
 }
 
-declare -A URL FAIL
+# start_backend NAME PORT: one sluice-echo answering as NAME on 127.0.0.1:PORT.
+start_backend() {
+    local name=$1 port=$2 pid
+    "$ECHO_BIN" --listen "127.0.0.1:$port" --name "$name" >"$TMP/backend-$name.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do
+        grep -q "listening on" "$TMP/backend-$name.log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || die "backend $name failed: $(cat "$TMP/backend-$name.log")"
+        sleep 0.1
+    done
+    die "backend $name did not start: $(cat "$TMP/backend-$name.log")"
+}
 
-# ---------------------------------------------------------------- backend
-"$ECHO_BIN" --listen "127.0.0.1:$BACKEND_PORT" --name bench >"$TMP/backend.log" 2>&1 &
-BACKEND_PID=$!
-PIDS+=("$BACKEND_PID")
-for _ in $(seq 100); do
-    grep -q "listening on" "$TMP/backend.log" 2>/dev/null && break
-    kill -0 "$BACKEND_PID" 2>/dev/null || die "backend failed: $(cat "$TMP/backend.log")"
-    sleep 0.1
-done
-grep -q "listening on" "$TMP/backend.log" || die "backend did not start: $(cat "$TMP/backend.log")"
-URL[direct]="http://127.0.0.1:$BACKEND_PORT$BENCH_PATH"
+# URL/FAIL: main section, by target. BURL/BHOST/BCOOKIE/BNOTE/FAIL: balancing section, by
+# row (FAIL is shared: the row names do not collide with the targets).
+declare -A URL FAIL BURL BHOST BCOOKIE BNOTE
+BAL_ROWS=(sluice-rr sluice-cookie sluice-persistent sluice-hash sluice-rr2 nginx-rr nginx-hash haproxy-rr haproxy-hash)
+# shellcheck disable=SC2016 # \$request_uri is meant literally here and below
+declare -A BLABEL=(
+    [sluice-rr]='round robin'
+    [sluice-cookie]='cookie, sticky'
+    [sluice-persistent]='cookie persistent, sticky'
+    [sluice-hash]='hash-by $request_uri'
+    [sluice-rr2]='round robin (again)'
+    [nginx-rr]='round robin'
+    [nginx-hash]='hash $request_uri consistent'
+    [haproxy-rr]='roundrobin'
+    [haproxy-hash]='balance uri, consistent'
+)
+
+# ---------------------------------------------------------------- backends
+if ((RUN_MAIN)); then
+    start_backend bench $BACKEND_PORT
+    URL[direct]="http://127.0.0.1:$BACKEND_PORT$BENCH_PATH"
+fi
+if ((RUN_BALANCE)); then
+    for i in 0 1 2; do
+        start_backend "${BAL_BACKEND_NAMES[$i]}" "${BAL_BACKEND_PORTS[$i]}"
+    done
+fi
 
 # ---------------------------------------------------------------- nginx (as ingress-nginx proxies)
 mkdir -p "$TMP/nginx"
 NGINX_USER=""
 [[ $(id -u) -eq 0 ]] && NGINX_USER="user root;"
-cat >"$TMP/nginx/nginx.conf" <<EOF
+# nginx_server PORT UPSTREAM: a server block proxying everything to UPSTREAM.
+nginx_server() {
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$1 default_server reuseport backlog=4096;
+        server_name $HOST_HEADER;
+
+        location / {
+            proxy_set_header Host \$host;
+            proxy_set_header X-Request-ID \$req_id;
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Scheme \$scheme;
+            proxy_set_header X-Scheme \$scheme;
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header Proxy "";
+
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+
+            proxy_connect_timeout 5s;
+            proxy_send_timeout 60s;
+            proxy_read_timeout 60s;
+            proxy_buffering off;
+            proxy_buffer_size 4k;
+            proxy_buffers 4 4k;
+            proxy_request_buffering on;
+            proxy_next_upstream error timeout;
+            proxy_redirect off;
+
+            proxy_pass http://$2;
+        }
+    }
+EOF
+}
+# nginx_upstream NAME BALANCE_DIRECTIVE PORT...: an upstream block ("" = round robin).
+nginx_upstream() {
+    local name=$1 balance=$2 port
+    shift 2
+    echo "    upstream $name {"
+    [[ -z $balance ]] || echo "        $balance"
+    for port in "$@"; do
+        echo "        server 127.0.0.1:$port;"
+    done
+    echo "        keepalive 320;"
+    echo "        keepalive_requests 10000;"
+    echo "        keepalive_timeout 60s;"
+    echo "    }"
+    echo
+}
+{
+    cat <<EOF
 # Approximates what ingress-nginx generates for one Ingress rule (minus its Lua balancer
 # and Lua logging, so this stand-in is if anything slightly faster than ingress-nginx).
 $NGINX_USER
@@ -161,59 +270,39 @@ http {
         ""      \$request_id;
     }
 
-    upstream upstream_balancer {
-        server 127.0.0.1:$BACKEND_PORT;
-        keepalive 320;
-        keepalive_requests 10000;
-        keepalive_timeout 60s;
-    }
-
-    server {
-        listen 127.0.0.1:$NGINX_PORT default_server reuseport backlog=4096;
-        server_name $HOST_HEADER;
-
-        location / {
-            proxy_set_header Host \$host;
-            proxy_set_header X-Request-ID \$req_id;
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Forwarded-Port \$server_port;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Scheme \$scheme;
-            proxy_set_header X-Scheme \$scheme;
-            proxy_set_header X-Original-URI \$request_uri;
-            proxy_set_header Proxy "";
-
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_buffering off;
-            proxy_buffer_size 4k;
-            proxy_buffers 4 4k;
-            proxy_request_buffering on;
-            proxy_next_upstream error timeout;
-            proxy_redirect off;
-
-            proxy_pass http://upstream_balancer;
-        }
-    }
-}
 EOF
+    if ((RUN_MAIN)); then
+        nginx_upstream upstream_balancer "" $BACKEND_PORT
+        nginx_server $NGINX_PORT upstream_balancer
+    fi
+    if ((RUN_BALANCE)); then
+        # ingress-nginx balances in Lua; these are nginx's own round robin and ketama hash.
+        nginx_upstream balance_rr "" "${BAL_BACKEND_PORTS[@]}"
+        # shellcheck disable=SC2016
+        nginx_upstream balance_hash 'hash $request_uri consistent;' "${BAL_BACKEND_PORTS[@]}"
+        nginx_server $NGINX_RR_PORT balance_rr
+        nginx_server $NGINX_HASH_PORT balance_hash
+    fi
+    echo "}"
+} >"$TMP/nginx/nginx.conf"
 nginx -e "$TMP/nginx.log" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" -g 'daemon off;' >>"$TMP/nginx.log" 2>&1 &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
-if reason=$(wait_http nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" 10); then
-    URL[nginx]="http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
-else
-    FAIL[nginx]=$reason
+if ((RUN_MAIN)); then
+    if reason=$(wait_http nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" 10); then
+        URL[nginx]="http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
+    else
+        FAIL[nginx]=$reason
+    fi
+fi
+if ((RUN_BALANCE)); then
+    BURL[nginx-rr]="http://127.0.0.1:$NGINX_RR_PORT$BENCH_PATH"
+    BURL[nginx-hash]="http://127.0.0.1:$NGINX_HASH_PORT$BENCH_PATH"
 fi
 
 # ---------------------------------------------------------------- HAProxy
-cat >"$TMP/haproxy.cfg" <<EOF
+{
+    cat <<EOF
 global
     nbthread $WORKERS
     maxconn $HAPROXY_MAXCONN
@@ -228,31 +317,74 @@ defaults
     option forwardfor
     http-reuse always
     unique-id-format %[uuid()]
+EOF
+    # haproxy_frontend NAME PORT BACKEND
+    haproxy_frontend() {
+        cat <<EOF
 
-frontend fe
-    bind 127.0.0.1:$HAPROXY_PORT
+frontend $1
+    bind 127.0.0.1:$2
     http-request set-header X-Request-ID %[unique-id] unless { req.hdr(x-request-id) -m found }
     http-request set-header X-Real-IP %[src]
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header X-Forwarded-Port %[dst_port]
     http-request set-header X-Forwarded-Proto http
-    default_backend be
-
-backend be
-    server s1 127.0.0.1:$BACKEND_PORT
+    default_backend $3
 EOF
+    }
+    if ((RUN_MAIN)); then
+        haproxy_frontend fe $HAPROXY_PORT be
+        printf '\nbackend be\n    server s1 127.0.0.1:%s\n' $BACKEND_PORT
+    fi
+    if ((RUN_BALANCE)); then
+        haproxy_frontend fe_rr $HAPROXY_RR_PORT be_rr
+        haproxy_frontend fe_hash $HAPROXY_HASH_PORT be_hash
+        for b in rr hash; do
+            printf '\nbackend be_%s\n' $b
+            if [[ $b == hash ]]; then
+                printf '    balance uri\n    hash-type consistent\n'
+            else
+                printf '    balance roundrobin\n'
+            fi
+            for i in 0 1 2; do
+                printf '    server %s 127.0.0.1:%s\n' "${BAL_BACKEND_NAMES[$i]}" "${BAL_BACKEND_PORTS[$i]}"
+            done
+        done
+    fi
+} >"$TMP/haproxy.cfg"
 haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 PIDS+=("$HAPROXY_PID")
-if reason=$(wait_http haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH" 10); then
-    URL[haproxy]="http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
-else
-    FAIL[haproxy]=$reason
+if ((RUN_MAIN)); then
+    if reason=$(wait_http haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH" 10); then
+        URL[haproxy]="http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
+    else
+        FAIL[haproxy]=$reason
+    fi
+fi
+if ((RUN_BALANCE)); then
+    BURL[haproxy-rr]="http://127.0.0.1:$HAPROXY_RR_PORT$BENCH_PATH"
+    BURL[haproxy-hash]="http://127.0.0.1:$HAPROXY_HASH_PORT$BENCH_PATH"
+fi
+if ((RUN_BALANCE)); then
+    for r in nginx-rr nginx-hash haproxy-rr haproxy-hash; do
+        pid=$NGINX_PID
+        [[ $r == haproxy-* ]] && pid=$HAPROXY_PID
+        BHOST[$r]=$HOST_HEADER
+        reason=$(wait_http "${r%%-*}" "$pid" "${BURL[$r]}" 10) || FAIL[$r]=$reason
+    done
 fi
 
 # ---------------------------------------------------------------- sluice
 mkdir -p "$TMP/manifests"
-cat >"$TMP/manifests/bench.yaml" <<EOF
+cat >"$TMP/manifests/class.yaml" <<EOF
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: sluice.dev/ingress-controller}
+EOF
+if ((RUN_MAIN)); then
+    cat >"$TMP/manifests/bench.yaml" <<EOF
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: bench, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
@@ -263,11 +395,6 @@ spec:
     http:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}
----
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: nginx}
-spec: {controller: sluice.dev/ingress-controller}
 ---
 apiVersion: v1
 kind: Service
@@ -281,6 +408,52 @@ addressType: IPv4
 ports: [{name: http, port: $BACKEND_PORT}]
 endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
 EOF
+fi
+if ((RUN_BALANCE)); then
+    # One Ingress (host <variant>.balance.local) per variant, all to Service balance: three
+    # endpoints, one EndpointSlice each (same IP, different ports, as Pods on one node
+    # with hostNetwork would be).
+    {
+        balance_ingress() { # NAME ANNOTATIONS-FLOW-MAP
+            cat <<EOF
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: balance-$1, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z", annotations: $2}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: $1.balance.local
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: balance, port: {number: 80}}}}
+---
+EOF
+        }
+        balance_ingress rr '{}'
+        balance_ingress cookie '{nginx.ingress.kubernetes.io/affinity: "cookie"}'
+        balance_ingress persistent '{nginx.ingress.kubernetes.io/affinity: "cookie", nginx.ingress.kubernetes.io/affinity-mode: "persistent"}'
+        # shellcheck disable=SC2016
+        balance_ingress hash '{nginx.ingress.kubernetes.io/upstream-hash-by: "$request_uri"}'
+        cat <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: balance, namespace: default}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
+EOF
+        for i in 0 1 2; do
+            cat <<EOF
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: balance-$i, namespace: default, labels: {kubernetes.io/service-name: balance}}
+addressType: IPv4
+ports: [{name: http, port: ${BAL_BACKEND_PORTS[$i]}}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+EOF
+        done
+    } >"$TMP/manifests/balance.yaml"
+fi
+# start_sluice URL HOST: start sluice, wait for /readyz and a 2xx from URL with Host: HOST.
 start_sluice() {
     [[ -z $SLUICE_BUILD_FAILED ]] || {
         echo "$SLUICE_BUILD_FAILED"
@@ -291,7 +464,8 @@ start_sluice() {
         return 1
     }
     SLUICE_WORKERS=$WORKERS "$SLUICE_BIN" --manifests "$TMP/manifests" \
-        --http-listen "127.0.0.1:$SLUICE_PORT" --admin-listen "127.0.0.1:$SLUICE_ADMIN_PORT" --https-listen 127.0.0.1:19005 --no-access-log \
+        --http-listen "127.0.0.1:$SLUICE_PORT" --admin-listen "127.0.0.1:$SLUICE_ADMIN_PORT" \
+        --https-listen "127.0.0.1:$SLUICE_HTTPS_PORT" --no-access-log \
         >"$TMP/sluice.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
@@ -309,11 +483,28 @@ start_sluice() {
         fi
         sleep 0.2
     done
-    wait_http sluice "$pid" "http://127.0.0.1:$SLUICE_PORT$BENCH_PATH" 5
+    wait_http sluice "$pid" "$1" 5 "$2"
 }
+SLUICE_URL="http://127.0.0.1:$SLUICE_PORT$BENCH_PATH"
 # PIDS is appended inside start_sluice, so it must not run in a subshell.
-start_sluice >"$TMP/sluice.start" || FAIL[sluice]=$(tr '\n' ' ' <"$TMP/sluice.start")
-[[ -n ${FAIL[sluice]:-} ]] || URL[sluice]="http://127.0.0.1:$SLUICE_PORT$BENCH_PATH"
+if ((RUN_MAIN)); then
+    start_sluice "$SLUICE_URL" "$HOST_HEADER" >"$TMP/sluice.start" || FAIL[sluice]=$(tr '\n' ' ' <"$TMP/sluice.start")
+    [[ -n ${FAIL[sluice]:-} ]] || URL[sluice]=$SLUICE_URL
+    if ((RUN_BALANCE)) && [[ -z ${FAIL[sluice]:-} ]]; then
+        reason=$(wait_http sluice "${PIDS[-1]}" "$SLUICE_URL" 5 rr.balance.local) || FAIL[sluice]=$reason
+    fi
+else
+    start_sluice "$SLUICE_URL" rr.balance.local >"$TMP/sluice.start" || FAIL[sluice]=$(tr '\n' ' ' <"$TMP/sluice.start")
+fi
+if ((RUN_BALANCE)); then
+    for r in sluice-rr sluice-cookie sluice-persistent sluice-hash sluice-rr2; do
+        BURL[$r]=$SLUICE_URL
+        v=${r#sluice-}
+        v=${v%2}
+        BHOST[$r]=$v.balance.local
+        [[ -z ${FAIL[sluice]:-} ]] || FAIL[$r]=${FAIL[sluice]}
+    done
+fi
 
 # ---------------------------------------------------------------- measure
 # to_ms VALUE: wrk prints 512.00us / 1.23ms / 1.01s / 1.00m
@@ -325,56 +516,195 @@ to_ms() {
 }
 
 declare -A RPS P50 P99 ERRS
-TARGETS=(direct nginx haproxy sluice)
-for t in "${TARGETS[@]}"; do
-    [[ -n ${URL[$t]:-} ]] || continue
-    log "measuring $t (${WARMUP}s warm-up + ${DURATION}s)"
-    wrk_args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -H "Host: $HOST_HEADER")
-    timeout $((WARMUP + 30)) wrk "${wrk_args[@]}" -d"${WARMUP}s" "${URL[$t]}" >/dev/null 2>&1 || true
-    if ! timeout $((DURATION + 30)) wrk "${wrk_args[@]}" -d"${DURATION}s" --latency "${URL[$t]}" >"$TMP/wrk-$t.txt" 2>&1; then
-        FAIL[$t]="wrk failed: $(tail -n 2 "$TMP/wrk-$t.txt" | tr '\n' ' ')"
-        continue
+# measure KEY URL HOST [WRK-ARG...]: a warm-up, then the measured wrk run; sets RPS, P50,
+# P99 and ERRS of KEY, or FAIL of KEY.
+measure() {
+    local key=$1 url=$2 host=$3 out="$TMP/wrk-$1.txt" errs non2xx sock
+    shift 3
+    log "measuring $key (${WARMUP}s warm-up + ${DURATION}s)"
+    local wrk_args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -H "Host: $host" "$@")
+    timeout $((WARMUP + 30)) wrk "${wrk_args[@]}" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
+    if ! timeout $((DURATION + 30)) wrk "${wrk_args[@]}" -d"${DURATION}s" --latency "$url" >"$out" 2>&1; then
+        FAIL[$key]="wrk failed: $(tail -n 2 "$out" | tr '\n' ' ')"
+        return 0
     fi
-    out="$TMP/wrk-$t.txt"
-    RPS[$t]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    P50[$t]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-    P99[$t]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    RPS[$key]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    P50[$key]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    P99[$key]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
     errs=""
     non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
     [[ -z $non2xx ]] || errs="non-2xx/3xx: $non2xx"
     sock=$(sed -n 's/^ *Socket errors: *//p' "$out")
     [[ -z $sock ]] || errs="${errs:+$errs; }socket errors: $sock"
-    ERRS[$t]=$errs
-    if [[ -z ${RPS[$t]} ]]; then
-        FAIL[$t]="could not parse wrk output: $(tr '\n' ' ' <"$out" | cut -c1-200)"
+    ERRS[$key]=$errs
+    if [[ -z ${RPS[$key]} ]]; then
+        FAIL[$key]="could not parse wrk output: $(tr '\n' ' ' <"$out" | cut -c1-200)"
     fi
-done
+}
 
-# ---------------------------------------------------------------- report
 version_of() { "$@" 2>&1 | head -n 1 | grep -oE '[0-9]+\.[0-9]+(\.[0-9]+)?' | head -n 1 || true; }
-echo
-echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  nproc=$NPROC  workers=$WORKERS  nginx $(version_of nginx -v)  haproxy $(version_of haproxy -v)  wrk $(version_of wrk -v)"
-echo "# wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s --latency (after ${WARMUP}s warm-up), GET $BENCH_PATH (256-byte body), HTTP/1.1 keep-alive"
-printf '%-9s %12s %9s %9s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'notes'
+print_header() {
+    echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  nproc=$NPROC  workers=$WORKERS  nginx $(version_of nginx -v)  haproxy $(version_of haproxy -v)  wrk $(version_of wrk -v)"
+}
 
-# Best peer: highest throughput and lowest p99 among nginx/haproxy.
-best_rps="" best_p99=""
-for p in nginx haproxy; do
-    [[ -n ${RPS[$p]:-} && -z ${FAIL[$p]:-} ]] || continue
-    if [[ -z $best_rps ]] || awk -v a="${RPS[$p]}" -v b="$best_rps" 'BEGIN {exit !(a > b)}'; then best_rps=${RPS[$p]}; fi
-    if [[ -z $best_p99 ]] || awk -v a="${P99[$p]}" -v b="$best_p99" 'BEGIN {exit !(a < b)}'; then best_p99=${P99[$p]}; fi
-done
+if ((RUN_MAIN)); then
+    TARGETS=(direct nginx haproxy sluice)
+    for t in "${TARGETS[@]}"; do
+        [[ -n ${URL[$t]:-} ]] || continue
+        measure "$t" "${URL[$t]}" "$HOST_HEADER"
+    done
 
-for t in "${TARGETS[@]}"; do
-    if [[ -n ${FAIL[$t]:-} ]]; then
-        echo "$t: FAILED (${FAIL[$t]})"
+    # ------------------------------------------------------------ report
+    echo
+    print_header
+    echo "# wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s --latency (after ${WARMUP}s warm-up), GET $BENCH_PATH (256-byte body), HTTP/1.1 keep-alive"
+    printf '%-9s %12s %9s %9s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'notes'
+
+    # Best peer: highest throughput and lowest p99 among nginx/haproxy.
+    best_rps="" best_p99=""
+    for p in nginx haproxy; do
+        [[ -n ${RPS[$p]:-} && -z ${FAIL[$p]:-} ]] || continue
+        if [[ -z $best_rps ]] || awk -v a="${RPS[$p]}" -v b="$best_rps" 'BEGIN {exit !(a > b)}'; then best_rps=${RPS[$p]}; fi
+        if [[ -z $best_p99 ]] || awk -v a="${P99[$p]}" -v b="$best_p99" 'BEGIN {exit !(a < b)}'; then best_p99=${P99[$p]}; fi
+    done
+
+    for t in "${TARGETS[@]}"; do
+        if [[ -n ${FAIL[$t]:-} ]]; then
+            echo "$t: FAILED (${FAIL[$t]})"
+            continue
+        fi
+        notes=""
+        if [[ $t == sluice && -n $best_rps ]]; then
+            notes=$(awk -v r="${RPS[$t]}" -v br="$best_rps" -v p="${P99[$t]}" -v bp="$best_p99" \
+                'BEGIN { printf "throughput x%.2f of best peer, p99 x%.2f of best peer", r / br, (bp > 0 ? p / bp : 0) }')
+        fi
+        [[ -z ${ERRS[$t]:-} ]] || notes="${notes:+$notes; }${ERRS[$t]}"
+        printf '%-9s %12.0f %9.3f %9.3f  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "$notes"
+    done
+fi
+
+((RUN_BALANCE)) || exit 0
+
+# ---------------------------------------------------------------- balancing section
+# probe URL HOST [COOKIE]: 9 sequential requests (new connection each); prints the
+# distinct x-backend values seen, comma-separated, then " set-cookie" if any response
+# set a cookie.
+probe() {
+    local url=$1 host=$2 extra=() hdrs seen="" setc=""
+    [[ -z ${3:-} ]] || extra=(-H "Cookie: $3")
+    for _ in 1 2 3 4 5 6 7 8 9; do
+        hdrs=$(curl -s -D - -o /dev/null --max-time 2 -H "Host: $host" "${extra[@]}" "$url" | tr -d '\r') || true
+        seen+="$(awk -F': *' 'tolower($1) == "x-backend" {print $2}' <<<"$hdrs")"$'\n'
+        grep -qi '^set-cookie:' <<<"$hdrs" && setc=" set-cookie"
+    done
+    echo "$(grep -v '^$' <<<"$seen" | sort -u | paste -sd, -)$setc"
+}
+
+# Sticky rows: the first response's INGRESSCOOKIE goes into every wrk request, so wrk
+# measures the path of a returning client (cookie valid, no Set-Cookie issued).
+for r in sluice-cookie sluice-persistent; do
+    [[ -z ${FAIL[$r]:-} ]] || continue
+    hdrs=$(curl -si --max-time 2 -H "Host: ${BHOST[$r]}" "${BURL[$r]}" | tr -d '\r' || true)
+    value=$(sed -n 's/^[Ss][Ee][Tt]-[Cc][Oo][Oo][Kk][Ii][Ee]: *INGRESSCOOKIE=\([^;]*\).*/\1/p' <<<"$hdrs" | head -n 1)
+    if [[ -z $value ]]; then
+        FAIL[$r]="no Set-Cookie: INGRESSCOOKIE=... in the first answer: $(head -n 1 <<<"$hdrs")"
         continue
     fi
-    notes=""
-    if [[ $t == sluice && -n $best_rps ]]; then
-        notes=$(awk -v r="${RPS[$t]}" -v br="$best_rps" -v p="${P99[$t]}" -v bp="$best_p99" \
-            'BEGIN { printf "throughput x%.2f of best peer, p99 x%.2f of best peer", r / br, (bp > 0 ? p / bp : 0) }')
-    fi
-    [[ -z ${ERRS[$t]:-} ]] || notes="${notes:+$notes; }${ERRS[$t]}"
-    printf '%-9s %12.0f %9.3f %9.3f  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "$notes"
+    BCOOKIE[$r]="INGRESSCOOKIE=$value"
 done
+# Check each row routes as its variant should before measuring it.
+for r in "${BAL_ROWS[@]}"; do
+    [[ -z ${FAIL[$r]:-} ]] || continue
+    seen=$(probe "${BURL[$r]}" "${BHOST[$r]}" "${BCOOKIE[$r]:-}")
+    backends=${seen% set-cookie}
+    case $r in
+        *-rr | *-rr2)
+            if [[ $backends == *,*,* ]]; then
+                BNOTE[$r]="spread over $backends"
+            else
+                BNOTE[$r]="WARNING: 9 requests reached only ${backends:-no backend}"
+            fi
+            ;;
+        sluice-cookie | sluice-persistent)
+            if [[ $seen == *set-cookie ]]; then
+                BNOTE[$r]="WARNING: cookie re-issued with the cookie sent (not the sticky path); backends $backends"
+            elif [[ -n $backends && $backends != *,* ]]; then
+                BNOTE[$r]="sticky to $backends, no Set-Cookie"
+            else
+                BNOTE[$r]="WARNING: not sticky: ${backends:-no backend}"
+            fi
+            ;;
+        *-hash)
+            if [[ -n $backends && $backends != *,* ]]; then
+                BNOTE[$r]="one URI -> $backends"
+            else
+                BNOTE[$r]="WARNING: one URI reached ${backends:-no backend}"
+            fi
+            ;;
+    esac
+done
+
+for r in "${BAL_ROWS[@]}"; do
+    [[ -z ${FAIL[$r]:-} ]] || continue
+    extra=()
+    [[ -z ${BCOOKIE[$r]:-} ]] || extra=(-H "Cookie: ${BCOOKIE[$r]}")
+    measure "$r" "${BURL[$r]}" "${BHOST[$r]}" "${extra[@]}"
+done
+
+# ---------------------------------------------------------------- balancing report
+# Reference per proxy: its round robin req/s (sluice: the mean of the runs before and
+# after its other variants, so slow drift of a noisy machine cancels out).
+declare -A REF
+for p in sluice nginx haproxy; do
+    sum=0 n=0
+    for r in "$p-rr" "$p-rr2"; do
+        [[ -n ${RPS[$r]:-} && -z ${FAIL[$r]:-} ]] || continue
+        sum=$(awk -v a="$sum" -v b="${RPS[$r]}" 'BEGIN {print a + b}')
+        n=$((n + 1))
+    done
+    ((n == 0)) || REF[$p]=$(awk -v s="$sum" -v n="$n" 'BEGIN {print s / n}')
+done
+
+echo
+((RUN_MAIN)) || print_header
+echo "# balancing: Service with 3 endpoints (sluice-echo ${BAL_BACKEND_NAMES[*]} on 127.0.0.1:${BAL_BACKEND_PORTS[0]}-${BAL_BACKEND_PORTS[2]}); same wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s --latency, GET $BENCH_PATH"
+echo "# sluice: one process, Host <variant>.balance.local; cookie rows send the INGRESSCOOKIE of a first curl (sticky path); one URI, so hash rows load one endpoint"
+echo "# vs rr: req/s / the same proxy's round robin (sluice: mean of its two round robin runs). Goal: sluice variants within 5% of round robin (>= x0.95)"
+printf '%-8s %-29s %10s %8s %8s %7s  %s\n' proxy variant 'req/s' 'p50 ms' 'p99 ms' 'vs rr' 'notes'
+misses=() met=0
+for r in "${BAL_ROWS[@]}"; do
+    p=${r%%-*}
+    if [[ -n ${FAIL[$r]:-} ]]; then
+        printf '%-8s %-29s FAILED (%s)\n' "$p" "${BLABEL[$r]}" "${FAIL[$r]}"
+        continue
+    fi
+    ratio="-"
+    [[ -z ${REF[$p]:-} ]] || ratio=$(awk -v a="${RPS[$r]}" -v b="${REF[$p]}" 'BEGIN {printf "x%.3f", a / b}')
+    notes=${BNOTE[$r]:-}
+    [[ -z ${ERRS[$r]:-} ]] || notes="${notes:+$notes; }${ERRS[$r]}"
+    if [[ $p == sluice && $r != sluice-rr* && $ratio != - ]]; then
+        if awk -v x="${ratio#x}" 'BEGIN {exit !(x >= 0.95)}'; then
+            met=$((met + 1))
+            notes="goal ok (>= x0.95); $notes"
+        else
+            misses+=("${BLABEL[$r]} $ratio")
+            notes="BELOW GOAL (< x0.95); $notes"
+        fi
+    fi
+    printf '%-8s %-29s %10.0f %8.3f %8.3f %7s  %s\n' "$p" "${BLABEL[$r]}" "${RPS[$r]}" "${P50[$r]}" "${P99[$r]}" "$ratio" "$notes"
+done
+noisy=0
+if [[ -n ${RPS[sluice-rr]:-} && -n ${RPS[sluice-rr2]:-} ]]; then
+    drift=$(awk -v a="${RPS[sluice-rr]}" -v b="${RPS[sluice-rr2]}" 'BEGIN {d = (b - a) / a * 100; printf "%+.1f", d}')
+    echo "# noise: sluice's two round robin runs differ by ${drift}%; a ratio off x1.00 by less than that is not a finding"
+    awk -v d="$drift" 'BEGIN {exit !(d > 5 || d < -5)}' && noisy=1
+fi
+if ((${#misses[@]})); then
+    verdict="goal NOT met"
+    ((noisy)) && verdict="goal inconclusive (round robin itself moved more than 5%; rerun, longer or on a quieter machine)"
+    echo "# $verdict; sluice variants below x0.95 of round robin: $(IFS=';'; echo "${misses[*]}")"
+elif ((met)); then
+    verdict="goal met: no measured sluice variant more than 5% below round robin"
+    ((noisy)) && verdict="$verdict (but round robin itself moved more than 5%)"
+    echo "# $verdict"
+fi
