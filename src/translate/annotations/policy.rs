@@ -4,6 +4,13 @@
 //! `proxy-body-size`, the per-Ingress proxy timeouts, `upstream-vhost`,
 //! `x-forwarded-prefix`; plus `use-regex` and `rewrite-target`, which the path rules read.
 //!
+//! Buffering keys are validated and accepted but do not change behaviour: sluice always
+//! streams request and response bodies (nginx's `proxy-request-buffering: off` /
+//! `proxy-buffering: off`; `proxy-body-size` is still enforced while streaming), so
+//! `proxy-buffering`, `proxy-request-buffering`, `proxy-buffer-size` and
+//! `client-body-buffer-size` have no effect; `proxy-http-version` must be `1.1` (Pingora
+//! speaks HTTP/1.1 or 2 upstream; `1.0` warns and 1.1 is used).
+//!
 //! A bad value warns (`InvalidAnnotation`, naming key and value). Where ignoring it would
 //! widen access (a broken allow or deny list), the Ingress's paths answer 403 instead:
 //! failing closed is the only safe default. Elsewhere the annotation is ignored.
@@ -180,6 +187,28 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
         } else {
             warn(format!(
                 "{P}x-forwarded-prefix: {v:?} is not a valid header value; ignored"
+            ));
+        }
+    }
+    // Accepted for compatibility (see the module doc); bad values still warn.
+    for key in ["proxy-buffering", "proxy-request-buffering"] {
+        if let Some(v) = get(key) {
+            if !matches!(v, "on" | "off") {
+                warn(format!("{P}{key}: {v:?} is not on or off; ignored"));
+            }
+        }
+    }
+    for key in ["proxy-buffer-size", "client-body-buffer-size"] {
+        if let Some(v) = get(key) {
+            if parse_size(v).is_none() {
+                warn(format!("{P}{key}: {v:?} is not a size; ignored"));
+            }
+        }
+    }
+    if let Some(v) = get("proxy-http-version") {
+        if v != "1.1" {
+            warn(format!(
+                "{P}proxy-http-version: {v:?}: sluice speaks HTTP/1.1 to backends; using 1.1"
             ));
         }
     }
