@@ -192,6 +192,9 @@ pub struct GlobalSettings {
     pub http_redirect_code: u16,
     /// The `Strict-Transport-Security` value for HTTPS responses (`hsts: false` → none).
     pub hsts: Option<Box<str>>,
+    /// `worker-shutdown-timeout`: how long in-flight requests and WebSockets may run
+    /// once the listeners have closed at shutdown (the value in force when it starts).
+    pub worker_shutdown_timeout: Duration,
 }
 
 impl Default for GlobalSettings {
@@ -203,6 +206,7 @@ impl Default for GlobalSettings {
             ssl_redirect: true,
             http_redirect_code: 308,
             hsts: Some("max-age=31536000; includeSubDomains".into()),
+            worker_shutdown_timeout: Duration::from_secs(240),
         }
     }
 }
