@@ -560,8 +560,12 @@ pub async fn watch(mut dir: ManifestDir, mut rebuilder: Rebuilder) -> notify::Re
     let changed = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = changed.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Err(e) = ev {
-            warn!(error = %e, "file watch error; rebuilding anyway");
+        match ev {
+            // Reads change nothing; reacting to them, two processes over one directory
+            // (a SIGQUIT upgrade) would rebuild on each other's reads forever.
+            Ok(e) if e.kind.is_access() => return,
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "file watch error; rebuilding anyway"),
         }
         notify.notify_one();
     })?;
