@@ -85,6 +85,8 @@ pub struct RequestCtx {
     tls: bool,
     /// Size of the request head, measured once for the header limit and the access log.
     head_bytes: usize,
+    /// Counts this request as in flight for the shutdown drain.
+    _in_flight: crate::drain::InFlight,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -169,6 +171,7 @@ impl ProxyHttp for SluiceProxy {
             own_status: None,
             tls: false,
             head_bytes: 0,
+            _in_flight: crate::drain::InFlight::request(),
         }
     }
 
@@ -178,7 +181,8 @@ impl ProxyHttp for SluiceProxy {
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Keep the client connection only when HTTP/1.x allows it: HTTP/1.0 needs an
-        // explicit `Connection: keep-alive`, and `Connection: close` always closes.
+        // explicit `Connection: keep-alive`, and `Connection: close` always closes;
+        // never once shutdown has begun (keep-alive clients move to another replica).
         let req = session.req_header();
         let connection = req
             .headers
@@ -190,7 +194,7 @@ impl ProxyHttp for SluiceProxy {
         let keep = match req.version {
             http::Version::HTTP_10 => token("keep-alive"),
             _ => !token("close"),
-        };
+        } && !crate::drain::draining();
         session.set_keepalive(keep.then_some(self.options.client_keepalive.as_secs()));
         // nginx's client_header/body_timeout and send_timeout defaults.
         session.set_read_timeout(Some(Duration::from_secs(60)));
