@@ -692,6 +692,43 @@ fn one_backend(
     (cluster, kubeconfig, net)
 }
 
+/// Sends a GET on `conn` and reads the response (head and Content-Length body).
+fn raw_get(conn: &mut std::net::TcpStream, host: &str, path: &str) -> String {
+    std::io::Write::write_all(
+        conn,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    read_response(conn)
+}
+
+/// Reads one response (head and Content-Length body); empty if the connection closed.
+fn read_response(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return String::from_utf8_lossy(&buf).into_owned(),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
 fn sleep_until(t: std::time::Instant) {
     if let Some(d) = t.checked_duration_since(std::time::Instant::now()) {
         std::thread::sleep(d);
@@ -719,6 +756,14 @@ fn sigterm_drains_under_load_and_exits_when_idle() {
             .send()
             .map(support::Reply::from)
     });
+    // A keep-alive connection of our own, used once before the signal.
+    let mut kept = std::net::TcpStream::connect(sluice.http).unwrap();
+    let first = raw_get(&mut kept, "term.example", "/kept");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     let term = std::time::Instant::now();
@@ -739,6 +784,21 @@ fn sigterm_drains_under_load_and_exits_when_idle() {
         "/readyz took {not_ready:?}"
     );
 
+    // The kept connection is served and told to close, not cut.
+    sleep_until(term + Duration::from_millis(500));
+    let second = raw_get(&mut kept, "term.example", "/kept");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(
+        second.to_ascii_lowercase().contains("connection: close"),
+        "{second}"
+    );
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        std::io::Read::read(&mut kept, &mut [0; 16]).unwrap(),
+        0,
+        "not closed"
+    );
+
     // The clients keep going for most of the grace period: nothing fails.
     sleep_until(term + grace - Duration::from_millis(500));
     assert_eq!(sluice.readyz().map(|r| r.0), Some(503));
@@ -747,8 +807,18 @@ fn sigterm_drains_under_load_and_exits_when_idle() {
     assert!(stats.failures.is_empty(), "{:#?}", stats.failures);
     assert!(stats.ok > 50, "only {} requests", stats.ok);
 
+    // A client that has sent half a request head when the listeners close still gets
+    // its answer (Pingora would drop it at once; sluice holds that back for a second).
+    sleep_until(term + grace - Duration::from_millis(300));
+    let mut partial = std::net::TcpStream::connect(sluice.http).unwrap();
+    std::io::Write::write_all(
+        &mut partial,
+        b"GET /partial HTTP/1.1\r\nHost: term.example\r\n",
+    )
+    .unwrap();
+
     // After the grace period the listeners are closed while the long request runs.
-    sleep_until(term + grace + Duration::from_millis(700));
+    sleep_until(term + grace + Duration::from_millis(400));
     assert!(
         sluice.try_wait().is_none(),
         "exited with a request in flight:\n{}",
@@ -758,6 +828,12 @@ fn sigterm_drains_under_load_and_exits_when_idle() {
     assert!(
         matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         "new connection after the grace period: {refused:?}"
+    );
+    std::io::Write::write_all(&mut partial, b"\r\n").unwrap();
+    let reply = read_response(&mut partial);
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "half-sent request: {reply:?}"
     );
 
     // The long request completes, then the process exits by itself at once, status 0.
