@@ -157,10 +157,6 @@ impl<A> Draining<A> {
             inner: Arc::new(inner),
         }
     }
-
-    pub fn inner(&self) -> &A {
-        &self.inner
-    }
 }
 
 #[async_trait]
