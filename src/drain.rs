@@ -6,7 +6,7 @@
 //! kube-proxy see the endpoint go and stop sending; responses carry `Connection: close`
 //! from the signal on, so keep-alive clients move to a new connection (which, once the
 //! endpoint is gone, lands on another replica). Then the listeners close (Pingora's
-//! graceful-shutdown broadcast), requests and WebSockets in flight get up to
+//! graceful-shutdown broadcast, which also sends HTTP/2 clients GOAWAY), requests and WebSockets in flight get up to
 //! `worker-shutdown-timeout` (ConfigMap, default 240 s, the value of the table in force
 //! at the signal) to finish, and the process exits with status 0 as soon as none is
 //! left, or when the timeout cuts the rest.
@@ -20,7 +20,8 @@
 //! accepting beside the new process for Pingora's fixed 5 s, then stops accepting and
 //! drains as for SIGTERM.
 //!
-//! **SIGINT**: Pingora's fast shutdown (at any time, also during a drain).
+//! **SIGINT**: out at once: Pingora's fast shutdown, or during a drain an immediate
+//! exit (status 0 in both cases).
 //!
 //! Pingora ends a graceful shutdown with a fixed sleep and then stops its runtimes,
 //! which cancels whatever still runs; sluice counts the work in flight instead
