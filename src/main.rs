@@ -1,5 +1,7 @@
 //! The `sluice` binary: flags, logging, and wiring a source, the shared table, the
-//! Pingora proxy and the admin listener together. Holds no logic of its own.
+//! Pingora proxy, the admin listener and the shutdown handling (`sluice::drain`:
+//! SIGTERM drains, SIGQUIT hands the sockets to a process started with `--upgrade`)
+//! together. Holds no logic of its own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,13 +12,15 @@ use clap::Parser;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TcpSocketOptions;
-use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
 use tracing::info;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
 use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
+use sluice::drain::{Draining, Lifecycle, MAX_UPGRADE_WORKERS};
 use sluice::proxy::balance::Balancer;
 use sluice::proxy::tls::{fake_certificate, CertResolver};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
@@ -131,6 +135,22 @@ struct Args {
     /// 3-4 debug, 5+ trace. `RUST_LOG` overrides it.
     #[arg(long, value_name = "N")]
     v: Option<u8>,
+
+    /// Seconds the listeners keep accepting after SIGTERM, with /readyz already 503, so
+    /// load balancers and kube-proxy stop sending first (ingress-nginx's
+    /// `--shutdown-grace-period`). Requests in flight then get the ConfigMap's
+    /// `worker-shutdown-timeout` (default 240s) to finish.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    shutdown_grace_period: u64,
+
+    /// Take the listening sockets over from a running sluice (started with the same
+    /// flags), which hands them over on SIGQUIT through --upgrade-sock.
+    #[arg(long)]
+    upgrade: bool,
+
+    /// Unix socket through which the listening sockets pass on a SIGQUIT upgrade.
+    #[arg(long, default_value = "/tmp/sluice-upgrade.sock", value_name = "PATH")]
+    upgrade_sock: PathBuf,
 }
 
 fn init_logging(format: LogFormat, verbosity: Option<u8>) {
@@ -227,9 +247,22 @@ fn main() -> anyhow::Result<()> {
         .thread_name("sluice-control")
         .enable_all()
         .build()?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.upgrade && workers > MAX_UPGRADE_WORKERS {
+        bail!("--upgrade works with at most {MAX_UPGRADE_WORKERS} workers (Pingora passes at most 32 listening sockets)");
+    }
     // Pingora binds on its own threads and cannot report failure to us; check first,
     // with the same SO_REUSEPORT the workers use, so a taken port is a clear error.
-    for addr in [args.http_listen, args.https_listen] {
+    // Not when upgrading: the old process holds the ports, and a socket of our own
+    // joining its SO_REUSEPORT group for a moment would take (and drop) connections.
+    let prebind = if args.upgrade {
+        &[][..]
+    } else {
+        &[args.http_listen, args.https_listen][..]
+    };
+    for &addr in prebind {
         control
             .block_on(async {
                 let sock = match addr {
@@ -248,7 +281,7 @@ fn main() -> anyhow::Result<()> {
         &std::env::var("POD_NAME").unwrap_or_default(),
     );
     let admin_listener = control
-        .block_on(sluice::admin::bind(args.admin_listen))
+        .block_on(sluice::admin::bind(args.admin_listen, args.upgrade))
         .with_context(|| format!("binding admin listener {}", args.admin_listen))?;
     let readiness = sluice::admin::Readiness::new();
     control.spawn(sluice::admin::serve(
@@ -322,23 +355,40 @@ fn main() -> anyhow::Result<()> {
     while !table.is_ready() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    control.spawn(sluice::admin::watch_listener(args.http_listen, readiness));
 
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let conf = ServerConf {
         threads: 1,
         // ConfigMap upstream-keepalive-connections (per worker, as nginx's is), read
         // once: Pingora sizes its pool when the services are built.
         upstream_keepalive_pool_size: table.load().globals.upstream_keepalive_connections,
         work_stealing: false,
-        grace_period_seconds: Some(0),
+        // sluice::drain exits the process once the work in flight is done or
+        // worker-shutdown-timeout (at most a day) has passed; Pingora's fixed wait
+        // after closing the listeners is only a backstop.
+        grace_period_seconds: Some(86_400 + 60),
         graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: args.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: args.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if args.upgrade {
+        info!(sock = %args.upgrade_sock.display(), "waiting for the running sluice to hand over its listening sockets (send it SIGQUIT)");
+    } else if workers > MAX_UPGRADE_WORKERS {
+        tracing::warn!(workers, "more than {MAX_UPGRADE_WORKERS} workers: SIGQUIT upgrades are not possible (Pingora passes at most 32 listening sockets)");
+    }
+    // With --upgrade: receives the old process's sockets (or exits with status 1).
     server.bootstrap();
+    if args.upgrade {
+        info!("received the listening sockets");
+    }
+    control.spawn(sluice::admin::watch_listener(
+        args.http_listen,
+        readiness.clone(),
+    ));
 
     let fake_cert = fake_certificate()
         .map_err(|e| anyhow::anyhow!("generating the default certificate: {e}"))?;
@@ -355,18 +405,18 @@ fn main() -> anyhow::Result<()> {
     // per released connection on a random runtime of its service; with one thread per
     // service that task stays local instead of waking another thread per request
     // (measured with e2e/bench/proxy.sh: about 2x throughput on 2 cores).
+    // Each worker's app is wrapped in `Draining`, which counts its connections for the
+    // shutdown drain.
     for worker in 0..workers {
-        let mut http = pingora::proxy::http_proxy_service_with_name(
+        let mut proxy = pingora::proxy::http_proxy(
             &server.configuration,
             SluiceProxy::new(table.clone(), options.clone()),
-            &format!("sluice-http-{worker}"),
         );
-        http.threads = Some(1);
         let mut server_options = HttpServerOptions::default();
         server_options.h2c = true;
-        if let Some(app) = http.app_logic_mut() {
-            app.server_options = Some(server_options);
-        }
+        proxy.server_options = Some(server_options);
+        let mut http = Service::new(format!("sluice-http-{worker}"), Draining::new(proxy));
+        http.threads = Some(1);
         let mut sock = TcpSocketOptions::default();
         sock.so_reuseport = Some(true);
         http.add_tcp_with_settings(&worker_addr(args.http_listen, worker), sock.clone());
@@ -380,8 +430,27 @@ fn main() -> anyhow::Result<()> {
         server.add_service(http);
     }
 
+    let lifecycle = Lifecycle {
+        readiness,
+        table,
+        grace_period: std::time::Duration::from_secs(args.shutdown_grace_period),
+        can_upgrade: workers <= MAX_UPGRADE_WORKERS,
+    };
+    let phases = server.watch_execution_phase();
+    let (shutdown_signal, shutdown) = {
+        let _guard = control.enter();
+        lifecycle
+            .install(phases)
+            .context("installing signal handlers")?
+    };
+    control.spawn(shutdown);
+
     info!(http = %args.http_listen, https = %args.https_listen, admin = %args.admin_listen, workers, "sluice listening");
     // Keep the control-plane runtime alive for the life of the process.
     let _control = Arc::new(control);
-    server.run_forever();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown_signal),
+    });
+    // Only a fast shutdown (SIGINT) gets here: a drain exits from sluice::drain.
+    std::process::exit(0);
 }

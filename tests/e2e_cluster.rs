@@ -444,6 +444,24 @@ fn ingress_conformance_and_service_shapes() {
             .collect();
         seen.len() == 2
     });
+    // Long requests in flight when the Pod is deleted (round robin puts some on it)
+    // finish there, while new requests go only to the other Pod.
+    let long: Vec<_> = (0..4)
+        .map(|_| {
+            let url = format!("http://{}/long?sleep_ms=3000", sluice.http);
+            let request = std::thread::spawn(move || {
+                support::client()
+                    .get(url)
+                    .header("Host", "drain.example")
+                    .send()
+                    .map(support::Reply::from)
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            request
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let deleted = std::time::Instant::now();
     cluster.kubectl(&["delete", "pod", "term", "-n", drain_ns, "--wait=false"]);
     let took = sluice.wait_for(
         "Terminating Pod out of rotation",
@@ -456,6 +474,20 @@ fn ingress_conformance_and_service_shapes() {
         },
     );
     eprintln!("terminating Pod out of rotation after {took:?}");
+    let mut on_term = 0;
+    for request in long {
+        let r = request.join().unwrap().expect("long request");
+        assert_eq!(r.status, 200, "{r:?}");
+        on_term += usize::from(r.backend() == Some("term"));
+    }
+    eprintln!(
+        "{on_term} of 4 long requests finished on the deleted Pod {:?} after the delete",
+        deleted.elapsed()
+    );
+    assert!(
+        on_term > 0,
+        "no long request reached the Pod that was deleted"
+    );
     drop(net);
 }
 
@@ -568,5 +600,431 @@ fn leader_election_and_api_server_outage() {
         follower.get("ha.example", "/").unwrap().backend(),
         Some("one")
     );
+    drop(net);
+}
+
+/// Client threads sending GET requests without pause until stopped: `keepalive` of
+/// them reuse one connection (reqwest's pool), `fresh` open a new connection per request.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<LoadStats>>,
+}
+
+#[derive(Debug, Default)]
+struct LoadStats {
+    ok: usize,
+    failures: Vec<String>,
+}
+
+impl Load {
+    fn start(
+        http: std::net::SocketAddr,
+        host: &str,
+        backend: &str,
+        keepalive: usize,
+        fresh: usize,
+    ) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = std::time::Instant::now();
+        let threads = (0..keepalive + fresh)
+            .map(|i| {
+                let (stop, host, backend) = (stop.clone(), host.to_string(), backend.to_string());
+                std::thread::spawn(move || {
+                    let mut builder = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .redirect(reqwest::redirect::Policy::none());
+                    if i >= keepalive {
+                        builder = builder.pool_max_idle_per_host(0);
+                    }
+                    let client = builder.build().unwrap();
+                    let mut stats = LoadStats::default();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let reply = client
+                            .get(format!("http://{http}/load/{i}"))
+                            .header("Host", &host)
+                            .send()
+                            .map(support::Reply::from);
+                        match reply {
+                            Ok(r) if r.status == 200 && r.backend() == Some(backend.as_str()) => {
+                                stats.ok += 1
+                            }
+                            other => stats
+                                .failures
+                                .push(format!("client {i} at {:?}: {other:?}", started.elapsed())),
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    stats
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    fn stop(self) -> LoadStats {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = LoadStats::default();
+        for t in self.threads {
+            let s = t.join().unwrap();
+            all.ok += s.ok;
+            all.failures.extend(s.failures);
+        }
+        all
+    }
+}
+
+/// A control plane with one backend Pod `name` (Service of the same name) behind an
+/// Ingress for `host`, in namespace `ns` of network namespace `subnet`.
+fn one_backend(
+    subnet: u8,
+    ns: &str,
+    name: &str,
+    host: &str,
+) -> (Cluster, std::path::PathBuf, NetNs) {
+    let cluster = Cluster::start();
+    let kubeconfig = cluster.sluice_kubeconfig();
+    cluster.ensure_node();
+    cluster.apply(CLASSES);
+    let mut net = NetNs::create(subnet);
+    cluster.namespace(ns);
+    pod_with_service(&cluster, &mut net, ns, 10, name);
+    cluster.apply(&ingress(ns, name, "nginx", host, name));
+    (cluster, kubeconfig, net)
+}
+
+/// Sends a GET on `conn` and reads the response (head and Content-Length body).
+fn raw_get(conn: &mut std::net::TcpStream, host: &str, path: &str) -> String {
+    std::io::Write::write_all(
+        conn,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    read_response(conn)
+}
+
+/// Reads one response (head and Content-Length body); empty if the connection closed.
+fn read_response(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return String::from_utf8_lossy(&buf).into_owned(),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+fn sleep_until(t: std::time::Instant) {
+    if let Some(d) = t.checked_duration_since(std::time::Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+#[test]
+fn sigterm_drains_under_load_and_exits_when_idle() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_cluster, kubeconfig, net) = one_backend(80, "e2e-sigterm", "web", "term.example");
+    let grace = Duration::from_secs(3);
+    let mut sluice = Controller::start(&kubeconfig, &["--shutdown-grace-period", "3"]);
+    sluice.wait_for("route served", Duration::from_secs(10), |s| {
+        s.get("term.example", "/").is_ok_and(|r| r.status == 200)
+    });
+    let load = Load::start(sluice.http, "term.example", "web", 3, 1);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // A long request, in flight when the signal comes and past the grace period.
+    let url = format!("http://{}/long?sleep_ms=6000", sluice.http);
+    let long = std::thread::spawn(move || {
+        support::client()
+            .get(url)
+            .header("Host", "term.example")
+            .send()
+            .map(support::Reply::from)
+    });
+    // A keep-alive connection of our own, used once before the signal.
+    let mut kept = std::net::TcpStream::connect(sluice.http).unwrap();
+    let first = raw_get(&mut kept, "term.example", "/kept");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    let term = std::time::Instant::now();
+    sluice.signal("TERM");
+    let not_ready = loop {
+        if sluice.readyz().is_some_and(|(status, _)| status == 503) {
+            break term.elapsed();
+        }
+        assert!(
+            term.elapsed() < Duration::from_secs(2),
+            "/readyz still 200 after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    eprintln!("/readyz 503 {not_ready:?} after SIGTERM");
+    assert!(
+        not_ready < Duration::from_millis(300),
+        "/readyz took {not_ready:?}"
+    );
+
+    // The kept connection is served and told to close, not cut.
+    sleep_until(term + Duration::from_millis(500));
+    let second = raw_get(&mut kept, "term.example", "/kept");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(
+        second.to_ascii_lowercase().contains("connection: close"),
+        "{second}"
+    );
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        std::io::Read::read(&mut kept, &mut [0; 16]).unwrap(),
+        0,
+        "not closed"
+    );
+
+    // The clients keep going for most of the grace period: nothing fails.
+    sleep_until(term + grace - Duration::from_millis(500));
+    assert_eq!(sluice.readyz().map(|r| r.0), Some(503));
+    let stats = load.stop();
+    eprintln!(
+        "{} requests from before SIGTERM until 0.5 s before the grace period ended",
+        stats.ok
+    );
+    assert!(stats.failures.is_empty(), "{:#?}", stats.failures);
+    assert!(stats.ok > 50, "only {} requests", stats.ok);
+
+    // A client that has sent half a request head when the listeners close still gets
+    // its answer (Pingora would drop it at once; sluice holds that back for a second).
+    sleep_until(term + grace - Duration::from_millis(300));
+    let mut partial = std::net::TcpStream::connect(sluice.http).unwrap();
+    std::io::Write::write_all(
+        &mut partial,
+        b"GET /partial HTTP/1.1\r\nHost: term.example\r\n",
+    )
+    .unwrap();
+
+    // When the grace period ends the listeners close (a new connection is refused)
+    // while the long request still runs.
+    sleep_until(term + grace);
+    let closed = loop {
+        match std::net::TcpStream::connect(sluice.http) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break term.elapsed(),
+            Err(e) => panic!("connecting after the grace period: {e}"),
+            Ok(_) => {}
+        }
+        assert!(
+            term.elapsed() < grace + Duration::from_secs(2),
+            "still accepting {:?} after SIGTERM",
+            term.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("listeners closed {closed:?} after SIGTERM");
+    assert!(
+        sluice.try_wait().is_none(),
+        "exited with a request in flight:\n{}",
+        sluice.logs()
+    );
+    std::io::Write::write_all(&mut partial, b"\r\n").unwrap();
+    let reply = read_response(&mut partial);
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "half-sent request: {reply:?}"
+    );
+
+    // The long request completes, then the process exits by itself at once, status 0.
+    let reply = long.join().unwrap().expect("long request");
+    let done = std::time::Instant::now();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.backend(), Some("web"));
+    let status = sluice
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "still running 30 s after the last request:\n{}",
+                sluice.logs()
+            )
+        });
+    let exited = std::time::Instant::now();
+    eprintln!(
+        "long request done {:?} after SIGTERM; exit {:?} later",
+        done - term,
+        exited - done
+    );
+    assert!(status.success(), "exit {status:?}:\n{}", sluice.logs());
+    assert!(
+        exited - done < Duration::from_secs(3),
+        "idle for {:?} before exiting",
+        exited - done
+    );
+    assert!(
+        sluice.logs().contains("drained: nothing in flight"),
+        "{}",
+        sluice.logs()
+    );
+    drop(net);
+}
+
+#[test]
+fn sigquit_hands_the_sockets_to_an_upgraded_process_under_load() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_cluster, kubeconfig, net) = one_backend(81, "e2e-upgrade", "web", "upgrade.example");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let sock = sock.to_str().unwrap();
+    let mut old = Controller::start(&kubeconfig, &["--workers", "2", "--upgrade-sock", sock]);
+    old.wait_for("route served", Duration::from_secs(10), |s| {
+        s.get("upgrade.example", "/").is_ok_and(|r| r.status == 200)
+    });
+    let inodes = |c: &Controller| {
+        let mut all = support::cluster::listen_inodes(c.http.port());
+        all.extend(support::cluster::listen_inodes(c.https.port()));
+        all
+    };
+    let before = inodes(&old);
+    assert_eq!(
+        before.len(),
+        4,
+        "two workers, each with an HTTP and an HTTPS socket"
+    );
+
+    let load = Load::start(old.http, "upgrade.example", "web", 2, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut new = old.upgrade(&kubeconfig);
+    let quit = std::time::Instant::now();
+    old.signal("QUIT");
+    // The old process sends its sockets, serves beside the new one for Pingora's 5 s,
+    // then stops accepting and drains.
+    let status = old
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("old process still running:\n{}", old.logs()));
+    eprintln!("old process exited {:?} after SIGQUIT", quit.elapsed());
+    assert!(status.success(), "old exit {status:?}:\n{}", old.logs());
+    assert!(
+        old.logs().contains("listener sockets sent"),
+        "{}",
+        old.logs()
+    );
+    // The new process answers probes on the shared admin port and serves alone.
+    new.wait_ready(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = load.stop();
+    eprintln!("{} requests across the upgrade", stats.ok);
+    assert!(stats.failures.is_empty(), "{:#?}", stats.failures);
+    assert!(stats.ok > 100, "only {} requests", stats.ok);
+    assert!(
+        new.try_wait().is_none(),
+        "new process exited:\n{}",
+        new.logs()
+    );
+    let r = new.get("upgrade.example", "/").unwrap();
+    assert_eq!((r.status, r.backend()), (200, Some("web")));
+
+    // Every worker's socket was handed over (the fd table keys matched), none re-bound.
+    assert_eq!(
+        inodes(&new),
+        before,
+        "listening sockets changed:\n{}",
+        new.logs()
+    );
+    let held = support::cluster::socket_inodes_of(new.pid());
+    assert!(
+        before.is_subset(&held),
+        "new process holds {held:?}, not {before:?}"
+    );
+    assert!(
+        !new.logs().contains("not claimed by any service"),
+        "{}",
+        new.logs()
+    );
+    drop(net);
+}
+
+#[test]
+fn websocket_survives_100_table_swaps() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = "e2e-ws";
+    let (cluster, kubeconfig, net) = one_backend(82, ns, "ws", "ws.example");
+    let sluice = Controller::start(&kubeconfig, &[]);
+    sluice.wait_for("route served", Duration::from_secs(10), |s| {
+        s.get("ws.example", "/").is_ok_and(|r| r.status == 200)
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut req = format!("ws://{}/ws", sluice.http)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("host", "ws.example".parse().unwrap());
+    let (mut ws, resp) = rt
+        .block_on(tokio_tungstenite::connect_async(req))
+        .expect("ws connect");
+    assert_eq!(resp.status(), 101);
+    rt.block_on(async {
+        let hello = ws.next().await.unwrap().unwrap();
+        assert_eq!(hello, Message::text("hello from ws"));
+    });
+    let mut echo = |text: String| {
+        rt.block_on(async {
+            ws.send(Message::text(text.clone())).await.expect("ws send");
+            let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("no echo within 5 s")
+                .expect("socket closed")
+                .expect("ws read");
+            assert_eq!(got, Message::text(text));
+        })
+    };
+    let first = sluice.generation().unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..100 {
+        let before = sluice.generation().unwrap();
+        // An unrelated Ingress changes on every round: each is a new table.
+        cluster.apply(&paths_ingress(
+            ns,
+            "swap",
+            Some("swap.example"),
+            &[("Prefix", &format!("/v{i}"), "ws")],
+        ));
+        sluice.wait_for("table swapped", Duration::from_secs(5), |s| {
+            s.generation().is_some_and(|g| g > before)
+        });
+        if i % 5 == 4 {
+            echo(format!("after swap {i}"));
+        }
+    }
+    let last = sluice.generation().unwrap();
+    eprintln!(
+        "generations {first}..{last} in {:?}; the WebSocket echoed throughout",
+        started.elapsed()
+    );
+    assert!(last - first >= 100);
+    assert_eq!(
+        sluice.get("swap.example", "/v99").unwrap().backend(),
+        Some("ws")
+    );
+    echo("still open".into());
+    rt.block_on(ws.close(None)).unwrap();
     drop(net);
 }

@@ -560,13 +560,103 @@ fn sigterm_shuts_down_cleanly_with_several_workers() {
         alpha.manifests("alpha")
     );
     // Each worker owns its own listening sockets; a shared fd used to be closed twice
-    // at shutdown, which aborted the process.
-    let mut s = Sluice::start(&[("t.yaml", &m)], &["--workers", "3"]);
+    // at shutdown, which aborted the process. No grace period: nothing balances onto
+    // this process, so it may stop accepting at once (the drain is e2e-tested).
+    let mut s = Sluice::start(
+        &[("t.yaml", &m)],
+        &["--workers", "3", "--shutdown-grace-period", "0"],
+    );
     for _ in 0..6 {
         assert_eq!(s.get("t.example", "/").backend(), Some("alpha"));
     }
     let status = s.terminate();
     assert!(status.success(), "exit {status:?}:\n{}", s.logs());
+}
+
+#[test]
+fn worker_shutdown_timeout_cuts_what_is_left_and_sigint_exits_at_once() {
+    let alpha = Echo::start("alpha");
+    let manifests = |timeout: &str| {
+        format!(
+            "{INGRESS_CLASS}{}{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: sluice-config, namespace: default}}\ndata: {{worker-shutdown-timeout: \"{timeout}\"}}\n",
+            ingress(
+                "t",
+                "2026-01-01T00:00:00Z",
+                Some("t.example"),
+                &[("Prefix", "/", "alpha")]
+            ),
+            alpha.manifests("alpha")
+        )
+    };
+    let args = [
+        "--configmap",
+        "default/sluice-config",
+        "--shutdown-grace-period",
+        "0",
+    ];
+    let long_request = |s: &Sluice| {
+        let url = s.url("/long?sleep_ms=20000");
+        let request = std::thread::spawn(move || {
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap()
+                .get(url)
+                .header("Host", "t.example")
+                .send()
+                .and_then(|r| r.text())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        request
+    };
+
+    // worker-shutdown-timeout: 2s (the ConfigMap's, in the table in force) cuts a 20 s
+    // request 2 s after the listeners close; the exit is still clean.
+    let mut s = Sluice::start(&[("t.yaml", &manifests("2s"))], &args);
+    let request = long_request(&s);
+    let term = Instant::now();
+    s.signal("TERM");
+    let status = s
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running:\n{}", s.logs()));
+    let took = term.elapsed();
+    assert!(status.success(), "exit {status:?}:\n{}", s.logs());
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "exited {took:?} after SIGTERM:\n{}",
+        s.logs()
+    );
+    assert!(
+        request.join().unwrap().is_err(),
+        "the long request was not cut"
+    );
+    assert!(
+        s.logs().contains("worker-shutdown-timeout reached"),
+        "{}",
+        s.logs()
+    );
+
+    // SIGINT during a drain (timeout 60 s here) exits at once.
+    let mut s = Sluice::start(&[("t.yaml", &manifests("60s"))], &args);
+    let request = long_request(&s);
+    s.signal("TERM");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        s.wait_exit(Duration::ZERO).is_none(),
+        "exited with a request in flight"
+    );
+    let int = Instant::now();
+    s.signal("INT");
+    let status = s
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("SIGINT ignored during the drain:\n{}", s.logs()));
+    assert!(
+        int.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        int.elapsed()
+    );
+    assert!(status.success(), "exit {status:?}");
+    assert!(request.join().unwrap().is_err());
 }
 
 #[test]

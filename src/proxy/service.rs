@@ -89,6 +89,8 @@ pub struct RequestCtx {
     inflight: Option<InflightGuard>,
     /// Request body bytes seen so far (for `proxy-body-size` on chunked bodies).
     body_bytes: u64,
+    /// Counts this request as in flight for the shutdown drain.
+    _in_flight: crate::drain::InFlight,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -235,6 +237,7 @@ impl ProxyHttp for SluiceProxy {
             set_cookie: None,
             inflight: None,
             body_bytes: 0,
+            _in_flight: crate::drain::InFlight::request(),
         }
     }
 
@@ -244,7 +247,8 @@ impl ProxyHttp for SluiceProxy {
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Keep the client connection only when HTTP/1.x allows it: HTTP/1.0 needs an
-        // explicit `Connection: keep-alive`, and `Connection: close` always closes.
+        // explicit `Connection: keep-alive`, and `Connection: close` always closes;
+        // never once shutdown has begun (keep-alive clients move to another replica).
         let req = session.req_header();
         let connection = req
             .headers
@@ -256,7 +260,7 @@ impl ProxyHttp for SluiceProxy {
         let keep = match req.version {
             http::Version::HTTP_10 => token("keep-alive"),
             _ => !token("close"),
-        };
+        } && !crate::drain::draining();
         session.set_keepalive(keep.then_some(self.options.client_keepalive.as_secs()));
         // nginx's client_header/body_timeout and send_timeout defaults.
         session.set_read_timeout(Some(Duration::from_secs(60)));

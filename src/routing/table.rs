@@ -241,6 +241,9 @@ pub struct GlobalSettings {
     /// `upstream-keepalive-connections`: idle upstream connections pooled per worker
     /// (read at start only).
     pub upstream_keepalive_connections: usize,
+    /// `worker-shutdown-timeout`: how long in-flight requests and WebSockets may run
+    /// once the listeners have closed at shutdown (the value in force when it starts).
+    pub worker_shutdown_timeout: Duration,
 }
 
 impl Default for GlobalSettings {
@@ -256,6 +259,7 @@ impl Default for GlobalSettings {
             next_upstream: NextUpstream::default(),
             upstream_keepalive_timeout: Duration::from_secs(60),
             upstream_keepalive_connections: 320,
+            worker_shutdown_timeout: Duration::from_secs(240),
         }
     }
 }

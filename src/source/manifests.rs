@@ -571,9 +571,10 @@ pub async fn watch(mut dir: ManifestDir, mut rebuilder: Rebuilder) -> notify::Re
     let notify = changed.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         match ev {
-            // Our own reads (open/close) are events too: reacting to them would reload
-            // forever.
-            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => return,
+            // Reads change nothing; reacting to them would rebuild forever on our own
+            // reads, and two processes over one directory (a SIGQUIT upgrade) on each
+            // other's.
+            Ok(e) if e.kind.is_access() => return,
             Ok(_) => {}
             Err(e) => warn!(error = %e, "file watch error; rebuilding anyway"),
         }

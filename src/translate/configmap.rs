@@ -1,5 +1,5 @@
 //! The controller ConfigMap (`--configmap ns/name`, ingress-nginx's key names) →
-//! [`GlobalSettings`]. A value that does not parse keeps the default and warns, naming
+//! [`GlobalSettings`]: upstream timeouts, redirects, HSTS and `worker-shutdown-timeout`. A value that does not parse keeps the default and warns, naming
 //! the key and the value. Keys sluice does not implement yet are left for the
 //! annotation/ConfigMap work to report.
 
@@ -118,6 +118,16 @@ pub fn globals(
             Err(_) => invalid("hsts-max-age", raw, max_age.to_string()),
         }
     }
+    if let Some(raw) = data.get("worker-shutdown-timeout") {
+        match parse_nginx_time(raw) {
+            Some(d) => g.worker_shutdown_timeout = d,
+            None => invalid(
+                "worker-shutdown-timeout",
+                raw,
+                format!("{}s", g.worker_shutdown_timeout.as_secs()),
+            ),
+        }
+    }
     g.hsts = hsts.then(|| {
         let mut v = format!("max-age={max_age}");
         if include_subdomains {
@@ -148,9 +158,92 @@ pub fn parse_seconds(raw: &str) -> Option<Duration> {
     (n > 0 && n <= 86_400).then(|| Duration::from_secs(n))
 }
 
+/// An nginx time value (`240s`, `4m`, `1m30s`, `500ms`, `1h 30m`; a bare number is
+/// seconds), as ingress-nginx writes `worker-shutdown-timeout`. Zero is allowed; more
+/// than a day is not.
+pub fn parse_nginx_time(raw: &str) -> Option<Duration> {
+    let mut rest = raw.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "" | "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
+        rest = rest[unit_len..].trim_start();
+    }
+    (total <= Duration::from_secs(86_400)).then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nginx_time() {
+        let s = Duration::from_secs;
+        assert_eq!(parse_nginx_time("240s"), Some(s(240)));
+        assert_eq!(parse_nginx_time(" 240 "), Some(s(240)));
+        assert_eq!(parse_nginx_time("4m"), Some(s(240)));
+        assert_eq!(parse_nginx_time("1m30s"), Some(s(90)));
+        assert_eq!(parse_nginx_time("1h 30m"), Some(s(5400)));
+        assert_eq!(
+            parse_nginx_time("1500ms"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_nginx_time("0s"), Some(Duration::ZERO));
+        for bad in ["", "s", "-5s", "5x", "5 s s", "2d", "ten"] {
+            assert_eq!(parse_nginx_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn worker_shutdown_timeout_from_the_configmap() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let name = ObjectRef {
+            namespace: "ingress".into(),
+            name: "controller".into(),
+        };
+        let cm = |v: &str| {
+            std::sync::Arc::new(ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("controller".into()),
+                    namespace: Some("ingress".into()),
+                    ..Default::default()
+                },
+                data: Some([("worker-shutdown-timeout".to_string(), v.to_string())].into()),
+                ..Default::default()
+            })
+        };
+        let mut warnings = Vec::new();
+        assert_eq!(
+            globals(&[], Some(&name), &mut warnings).worker_shutdown_timeout,
+            Duration::from_secs(240)
+        );
+        let g = globals(&[cm("30s")], Some(&name), &mut warnings);
+        assert_eq!(g.worker_shutdown_timeout, Duration::from_secs(30));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let g = globals(&[cm("soon")], Some(&name), &mut warnings);
+        assert_eq!(g.worker_shutdown_timeout, Duration::from_secs(240));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
 
     #[test]
     fn seconds() {

@@ -337,13 +337,55 @@ pub struct Controller {
     pub https: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
+    /// The extra flags it was started with (an upgrade reuses them).
+    extra: Vec<String>,
 }
 
 impl Controller {
     pub fn start(kubeconfig: &Path, extra: &[&str]) -> Controller {
-        let http: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
-        let https: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
+        let port =
+            || -> SocketAddr { format!("127.0.0.1:{}", super::free_port()).parse().unwrap() };
+        let c = Controller::spawn(kubeconfig, (port(), port(), port()), extra);
+        c.wait_ready(Duration::from_secs(30));
+        c
+    }
+
+    /// Starts `sluice --upgrade` with this one's ports and flags, returning once it waits
+    /// on the upgrade socket for the listening sockets (send this one SIGQUIT next).
+    /// `extra` must contain `--upgrade-sock PATH`.
+    pub fn upgrade(&self, kubeconfig: &Path) -> Controller {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let sock = extra
+            .iter()
+            .position(|a| *a == "--upgrade-sock")
+            .map(|i| PathBuf::from(extra[i + 1]))
+            .expect("an upgrade needs --upgrade-sock");
+        assert!(!sock.exists(), "stale {}", sock.display());
+        let mut args = extra.clone();
+        args.push("--upgrade");
+        let mut c = Controller::spawn(kubeconfig, (self.http, self.https, self.admin), &args);
+        c.extra.retain(|a| a != "--upgrade");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sock.exists() {
+            if let Some(status) = c.try_wait() {
+                panic!("upgraded sluice exited with {status}:\n{}", c.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "upgraded sluice never opened {}:\n{}",
+                sock.display(),
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c
+    }
+
+    fn spawn(
+        kubeconfig: &Path,
+        (http, https, admin): (SocketAddr, SocketAddr, SocketAddr),
+        extra: &[&str],
+    ) -> Controller {
         let log = tempfile::Builder::new()
             .prefix("sluice-controller-")
             .suffix(".log")
@@ -358,7 +400,11 @@ impl Controller {
             .args(["--http-listen", &http.to_string()])
             .args(["--admin-listen", &admin.to_string()])
             .args(["--https-listen", &https.to_string()])
-            .args(["--workers", "1", "--no-access-log"])
+            .args(if extra.contains(&"--workers") {
+                &["--no-access-log"][..]
+            } else {
+                &["--workers", "1", "--no-access-log"][..]
+            })
             .args(extra)
             .env("POD_NAMESPACE", "sluice-system")
             .env("RUST_LOG", "info")
@@ -366,27 +412,78 @@ impl Controller {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let c = Controller {
+        Controller {
             child,
             http,
             https,
             admin,
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = super::client();
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
-            let ready = client
-                .get(format!("http://{admin}/readyz"))
-                .send()
-                .is_ok_and(|r| r.status() == 200);
-            if ready {
-                break;
+            if self.readyz().is_some_and(|(status, _)| status == 200) {
+                return;
             }
-            assert!(Instant::now() < deadline, "sluice not ready:\n{}", c.logs());
+            assert!(
+                Instant::now() < deadline,
+                "sluice not ready:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        c
+    }
+
+    /// `/readyz` status and body, `None` if the admin port does not answer.
+    pub fn readyz(&self) -> Option<(u16, String)> {
+        let r = super::client()
+            .get(format!("http://{}/readyz", self.admin))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().unwrap_or_default()))
+    }
+
+    /// The generation `/readyz` reports.
+    pub fn generation(&self) -> Option<u64> {
+        let (_, body) = self.readyz()?;
+        body.trim().strip_prefix("ready: generation ")?.parse().ok()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`TERM`, `QUIT`, `INT`).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -443,6 +540,34 @@ impl Controller {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// Inodes of the IPv4 sockets listening on `port` (from /proc/net/tcp): the same
+/// inodes before and after an upgrade mean the sockets were handed over, not re-bound.
+pub fn listen_inodes(port: u16) -> std::collections::BTreeSet<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            // State 0A is LISTEN.
+            (local_port == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// Inodes of the sockets process `pid` holds open.
+pub fn socket_inodes_of(pid: u32) -> std::collections::BTreeSet<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.ok()?.path()).ok()?;
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
 }
 
 /// A self-signed ECDSA certificate and key for `host` (PEM files in `dir`), made with openssl.
