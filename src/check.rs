@@ -13,17 +13,19 @@
 //! ingress-nginx key sluice ignores); `unknown` (not an ingress-nginx key at all, most
 //! likely a typo: the nearest key is suggested; also keys under a misspelt prefix);
 //! `refused` (snippets: never executed); `invalid` (the parser rejected the value).
-//! The first three of the last four are warnings, `refused` and `invalid` are errors.
+//! `differs`, `unsupported` and `unknown` count as warnings, `refused` and `invalid` as
+//! errors.
 //! Translation warnings are errors when the value or spec is invalid or a path is
 //! dropped (`Invalid*`, `PathConflict`, `ResourceBackendIgnored`), otherwise warnings.
 //!
 //! Choices, since the input is usually a partial view of a cluster:
 //! - **Missing objects.** Services, Secrets and endpoints are often not part of what is
-//!   checked. When the input holds no Service at all, "Service not found" warnings are
-//!   dropped; likewise "Secret not found" (TLS and `proxy-ssl-secret`) without any
-//!   Secret, and "no ready endpoints" without any EndpointSlice or Endpoints. Once one
-//!   object of a kind is given, the input is taken as complete for that kind and every
-//!   problem is reported. The report says what it skipped ("Assuming").
+//!   checked. A "Service not found" warning is dropped when the input holds no Service
+//!   in the referring Ingress's namespace; likewise "Secret not found" (TLS and
+//!   `proxy-ssl-secret`) without any Secret there, and "no ready endpoints" without any
+//!   EndpointSlice or Endpoints there. Once one object of a kind is given for a
+//!   namespace, the input is taken as complete for that kind there and every problem
+//!   is reported. The report says what it skipped ("Assuming").
 //! - **IngressClass.** Without an IngressClass named `--ingress-class` (default `nginx`)
 //!   in the input, one is assumed with `--controller-class` as its controller: that is
 //!   what sluice's chart creates, so `ingressClassName: nginx` is served. An
@@ -37,7 +39,7 @@
 //!   would stamp them on create, so for a clash between a listed (older) Ingress and a
 //!   new manifest the listed one wins.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -133,8 +135,8 @@ pub struct Input {
     /// Ingress namespace/name → the file it came from.
     pub origin: HashMap<(String, String), String>,
     pub file_problems: Vec<FileItem>,
-    /// Any EndpointSlice or Endpoints object was given.
-    pub has_endpoints: bool,
+    /// Namespaces with any EndpointSlice or Endpoints object in the input.
+    pub endpoint_namespaces: BTreeSet<String>,
 }
 
 /// Reads every input (`-` is `stdin`). Problems are recorded, never fatal.
@@ -228,11 +230,11 @@ pub fn load(inputs: &[String], stdin: &mut dyn Read) -> Input {
                 Object::IngressClass(o) => snap.ingress_classes.push(Arc::new(o)),
                 Object::Service(o) => snap.services.push(Arc::new(o)),
                 Object::EndpointSlice(o) => {
-                    input.has_endpoints = true;
+                    input.endpoint_namespaces.insert(id.namespace);
                     snap.endpoint_slices.push(Arc::new(o));
                 }
                 Object::Endpoints(o) => {
-                    input.has_endpoints = true;
+                    input.endpoint_namespaces.insert(id.namespace);
                     endpoints.push(o);
                 }
                 Object::Secret(o) => snap.secrets.push(Arc::new(o)),
@@ -403,23 +405,66 @@ pub struct ObjectItem {
     pub message: String,
 }
 
-/// Translation warnings a partial input cannot judge (see the module docs), and how
-/// each skip is explained.
-fn unjudgeable(w: &Warning, snapshot: &Snapshot, has_endpoints: bool) -> Option<&'static str> {
-    let not_found = w.message.contains("not found");
-    match w.reason {
-        "BackendUnavailable" if not_found && snapshot.services.is_empty() => {
-            Some("no Services in the input: references to Services are not checked")
+/// Kinds of object a partial input may leave out (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Absent {
+    Services,
+    Secrets,
+    Endpoints,
+}
+
+impl Absent {
+    /// What the report says about skipping them: everywhere, or in `namespaces`.
+    fn assumption(self, everywhere: bool, namespaces: &BTreeSet<&str>) -> String {
+        let (what, consequence) = match self {
+            Absent::Services => ("Services", "references to Services are not checked"),
+            Absent::Secrets => ("Secrets", "references to Secrets are not checked"),
+            Absent::Endpoints => (
+                "EndpointSlices or Endpoints",
+                "Services are assumed to have ready endpoints",
+            ),
+        };
+        if everywhere {
+            format!("no {what} in the input: {consequence}")
+        } else {
+            let list: Vec<&str> = namespaces.iter().copied().collect();
+            let s = if list.len() == 1 { "" } else { "s" };
+            format!(
+                "no {what} in the input for namespace{s} {}: there, {consequence}",
+                list.join(", ")
+            )
         }
-        "InvalidTlsSecret" | "InvalidProxySslSecret"
-            if not_found && snapshot.secrets.is_empty() =>
-        {
-            Some("no Secrets in the input: references to Secrets are not checked")
+    }
+}
+
+/// Namespaces for which the input holds objects of each [`Absent`] kind.
+struct Present<'a> {
+    services: BTreeSet<&'a str>,
+    secrets: BTreeSet<&'a str>,
+    endpoints: BTreeSet<&'a str>,
+}
+
+impl Present<'_> {
+    fn namespaces(&self, kind: Absent) -> &BTreeSet<&str> {
+        match kind {
+            Absent::Services => &self.services,
+            Absent::Secrets => &self.secrets,
+            Absent::Endpoints => &self.endpoints,
         }
-        "NoReadyEndpoints" if !has_endpoints => Some(
-            "no EndpointSlices or Endpoints in the input: Services are assumed to have ready endpoints",
-        ),
-        _ => None,
+    }
+
+    /// The kind a warning is about when the input cannot judge it: a Service, Secret or
+    /// endpoints missing where the input holds none of that kind in the referring
+    /// object's namespace.
+    fn unjudgeable(&self, w: &Warning) -> Option<Absent> {
+        let not_found = w.message.contains("not found");
+        let kind = match w.reason {
+            "BackendUnavailable" if not_found => Absent::Services,
+            "InvalidTlsSecret" | "InvalidProxySslSecret" if not_found => Absent::Secrets,
+            "NoReadyEndpoints" => Absent::Endpoints,
+            _ => return None,
+        };
+        (!self.namespaces(kind).contains(w.namespace.as_str())).then_some(kind)
     }
 }
 
@@ -469,16 +514,36 @@ pub fn check(input: Input, config: &TranslateConfig) -> Report {
     }
 
     let translation = translate(&snapshot, config);
+    let present = Present {
+        services: snapshot
+            .services
+            .iter()
+            .map(|s| namespace_of(&s.metadata))
+            .collect(),
+        secrets: snapshot
+            .secrets
+            .iter()
+            .map(|s| namespace_of(&s.metadata))
+            .collect(),
+        endpoints: input
+            .endpoint_namespaces
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    };
     let mut warnings: Vec<&Warning> = Vec::new();
+    let mut skipped: BTreeMap<Absent, BTreeSet<&str>> = BTreeMap::new();
     for w in &translation.warnings {
-        match unjudgeable(w, &snapshot, input.has_endpoints) {
-            Some(why) => {
-                if !assumptions.iter().any(|a| a == why) {
-                    assumptions.push(why.to_string());
-                }
+        match present.unjudgeable(w) {
+            Some(kind) => {
+                skipped.entry(kind).or_default().insert(&w.namespace);
             }
             None => warnings.push(w),
         }
+    }
+    for (kind, namespaces) in &skipped {
+        let everywhere = present.namespaces(*kind).is_empty();
+        assumptions.push(kind.assumption(everywhere, namespaces));
     }
 
     let classes: HashMap<&str, &IngressClass> = snapshot
@@ -780,6 +845,8 @@ impl Report {
     /// The `--output text` report.
     pub fn to_text(&self) -> String {
         const W: usize = 12;
+        // Continuation lines of multi-line messages (regex errors) stay inside the item.
+        let indent = |s: &str| s.replace('\n', &format!("\n  {:<W$}   ", ""));
         let mut out = String::new();
         let o = &mut out;
         if !self.assumptions.is_empty() {
@@ -805,11 +872,11 @@ impl Report {
                 let mut parts = a.note.iter().chain(&a.messages);
                 let _ = write!(o, "  {:<W$} {key}", a.status.label());
                 if let Some(first) = parts.next() {
-                    let _ = write!(o, ": {first}");
+                    let _ = write!(o, ": {}", indent(first));
                 }
                 o.push('\n');
                 for more in parts {
-                    let _ = writeln!(o, "  {:<W$}   {more}", "");
+                    let _ = writeln!(o, "  {:<W$}   {}", "", indent(more));
                 }
             }
             for p in &r.problems {
@@ -818,7 +885,7 @@ impl Report {
                     "  {:<W$} {}: {}",
                     p.severity.label(),
                     p.reason,
-                    p.message
+                    indent(&p.message)
                 );
             }
             o.push('\n');
@@ -832,7 +899,7 @@ impl Report {
                     "  {:<W$} {}{at}: {}",
                     f.severity.label(),
                     f.file,
-                    f.message
+                    indent(&f.message)
                 );
             }
             o.push('\n');
@@ -848,7 +915,7 @@ impl Report {
                     x.namespace,
                     x.name,
                     x.reason,
-                    x.message
+                    indent(&x.message)
                 );
             }
             o.push('\n');
@@ -882,36 +949,48 @@ mod tests {
     const ING: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  ingressClassName: nginx\n  tls: [{hosts: [a.example], secretName: a-tls}]\n  rules:\n  - host: a.example\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
 
     #[test]
-    fn missing_kinds_are_not_reported_until_one_is_given() {
+    fn missing_objects_are_reported_only_where_the_input_has_that_kind() {
+        let has =
+            |r: &Report, reason: &str| r.ingresses[0].problems.iter().any(|p| p.reason == reason);
         // No Service, Secret or endpoints at all: nothing to complain about.
         let r = run(ING);
         assert_eq!(r.summary.exit_code, 0, "{}", r.to_text());
-        assert_eq!(r.assumptions.len(), 3, "{:?}", r.assumptions);
+        assert_eq!(
+            r.assumptions[1..],
+            [
+                "no Services in the input: references to Services are not checked",
+                "no Secrets in the input: references to Secrets are not checked",
+            ],
+            "{:?}",
+            r.assumptions
+        );
 
-        // A Service of another name: the input now speaks for Services.
+        // A Service in another namespace says nothing about this one.
+        let elsewhere = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: other}\nspec: {ports: [{port: 80}]}\n";
+        let r = run(&format!("{ING}{elsewhere}"));
+        assert!(!has(&r, "BackendUnavailable"), "{}", r.to_text());
+        assert!(r
+            .assumptions
+            .contains(&"no Services in the input for namespace shop: there, references to Services are not checked".to_string()));
+
+        // A Service of another name in the same namespace: the input speaks for it.
         let svc = "---\napiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: shop}\nspec: {ports: [{port: 80}]}\n";
         let r = run(&format!("{ING}{svc}"));
-        let problems = &r.ingresses[0].problems;
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.reason == "BackendUnavailable" && p.message.contains("not found")),
-            "{}",
-            r.to_text()
-        );
+        assert!(has(&r, "BackendUnavailable"), "{}", r.to_text());
         // Secrets still absent: the missing TLS Secret is not reported.
-        assert!(!problems.iter().any(|p| p.reason == "InvalidTlsSecret"));
+        assert!(!has(&r, "InvalidTlsSecret"));
 
         let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: other, namespace: shop}\ntype: Opaque\n";
         let r = run(&format!("{ING}{secret}"));
-        assert!(
-            r.ingresses[0]
-                .problems
-                .iter()
-                .any(|p| p.reason == "InvalidTlsSecret" && p.message.contains("not found")),
-            "{}",
-            r.to_text()
-        );
+        assert!(has(&r, "InvalidTlsSecret"), "{}", r.to_text());
+
+        // The Service itself, without endpoints: judged only once endpoints are given.
+        let web = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {ports: [{port: 80}]}\n";
+        let r = run(&format!("{ING}{web}"));
+        assert_eq!(r.summary.exit_code, 0, "{}", r.to_text());
+        let slice = "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: other-1, namespace: shop, labels: {kubernetes.io/service-name: other}}\naddressType: IPv4\nendpoints: []\n";
+        let r = run(&format!("{ING}{web}{slice}"));
+        assert!(has(&r, "NoReadyEndpoints"), "{}", r.to_text());
     }
 
     #[test]
@@ -992,8 +1071,10 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("--controller-class k8s.io/ingress-nginx"));
-        let mut config = TranslateConfig::default();
-        config.controller_class = "k8s.io/ingress-nginx".into();
+        let config = TranslateConfig {
+            controller_class: "k8s.io/ingress-nginx".into(),
+            ..TranslateConfig::default()
+        };
         let r = check(
             load(&["-".into()], &mut format!("{ING}{class}").as_bytes()),
             &config,
