@@ -305,6 +305,17 @@ fn flag_only_invocation_still_works() {
         stderr.contains("--manifests /nonexistent/sluice-check-test: not a directory"),
         "{stderr}"
     );
+    // Environment defaults of proxy flags (KUBECONFIG, SLUICE_WORKERS) are not flags
+    // given: `check` still runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir())
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("SLUICE_WORKERS", "2")
+        .args(["check", "corpus/snippets.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refused"));
     // Proxy flags do not mix with the subcommand.
     let out = sluice(&["--manifests", "x", "check", "corpus"], None);
     assert_eq!(out.status.code(), Some(2));
