@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod check;
 pub mod config;
 pub mod drain;
 pub mod metrics;

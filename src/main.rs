@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TcpSocketOptions;
@@ -37,8 +37,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A Kubernetes Ingress controller and L7 reverse proxy that reads ingress-nginx manifests.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Standalone mode: serve the manifests (*.yaml, *.yml, multi-document) under DIR,
     /// reloading on every change. No cluster needed. Without it sluice runs in
     /// controller mode and watches the API server.
@@ -153,6 +156,14 @@ struct Args {
     upgrade_sock: PathBuf,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check Ingress manifests offline (files, directories, - for stdin): what sluice
+    /// will do with each ingress-nginx annotation, and problems in the specs. Exit code
+    /// 0 clean, 1 warnings, 2 errors.
+    Check(sluice::check::CheckArgs),
+}
+
 fn init_logging(format: LogFormat, verbosity: Option<u8>) {
     // Controller logs to stderr; access-log lines bare to stdout, as ingress-nginx does.
     // RUST_LOG wins; else `--v` as klog levels: 0 warn, 1-2 info, 3-4 debug, 5+ trace.
@@ -229,6 +240,9 @@ fn worker_addr(addr: SocketAddr, n: usize) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Check(check)) = &args.command {
+        std::process::exit(sluice::check::run(check));
+    }
     init_logging(args.log_format, args.v);
 
     let translate_config = TranslateConfig {

@@ -76,7 +76,8 @@ impl Object {
         }
     }
 
-    fn identity(&self) -> Identity {
+    /// kind + namespace + name (namespace defaulted as the API server would).
+    pub fn identity(&self) -> Identity {
         let kind = self.kind();
         let meta = self.meta();
         // IngressClass is cluster-scoped; everything else defaults to `default`.
@@ -427,7 +428,8 @@ impl ManifestDir {
     }
 }
 
-fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Every `*.yaml`/`*.yml` under `dir`, recursively, skipping hidden entries (unsorted).
+pub fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();

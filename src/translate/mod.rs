@@ -3,7 +3,7 @@
 //!
 //! Owns every decision about what the objects mean (COMPAT §1–§3). Does no I/O, reads
 //! no clock and logs nothing: callers log, count and turn warnings into Events, and the
-//! same code serves the controller, standalone mode and (later) `sluice check`.
+//! same code serves the controller, standalone mode and `sluice check`.
 //! One bad object only ever drops itself (or its own bad paths) from the table.
 
 pub mod annotations;

@@ -10,7 +10,7 @@
 //! - `proxy-next-upstream`: `error`, `timeout`, `non_idempotent` and `off` apply;
 //!   `invalid_header` and the `http_*` codes are accepted but not applied (a response
 //!   already streaming to the client is never replayed), and are warned about once per
-//!   Ingress so `sluice check` shows them.
+//!   Ingress (reason `AnnotationNotApplied`) so `sluice check` shows them.
 //! - Bad values warn and keep the default for that key only.
 
 use std::time::Duration;
@@ -166,12 +166,13 @@ pub fn parse(
     }
 
     let mut next = default_next;
+    let mut not_applied = None;
     if let Some(v) = get("proxy-next-upstream") {
         match parse_next_upstream(v, next) {
             Ok((n, ignored)) => {
                 next = n;
                 if !ignored.is_empty() {
-                    warn(format!("{P}proxy-next-upstream: {} accepted but not applied (sluice retries only on error and timeout)", ignored.join(" ")));
+                    not_applied = Some(format!("{P}proxy-next-upstream: {} accepted but not applied (sluice retries only on error and timeout)", ignored.join(" ")));
                 }
             }
             Err(e) => warn(format!("{P}proxy-next-upstream: {e}; using the default")),
@@ -193,6 +194,15 @@ pub fn parse(
                 "{P}proxy-next-upstream-timeout: {v:?} is not a number of seconds; ignored"
             )),
         }
+    }
+    if let Some(msg) = not_applied {
+        warnings.push(Warning::new(
+            ObjKind::Ingress,
+            ns,
+            name,
+            "AnnotationNotApplied",
+            msg,
+        ));
     }
     Balancing {
         lb,

@@ -9,6 +9,7 @@
 //! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
 pub mod balance;
+pub mod notes;
 pub mod policy;
 pub mod proxy_ssl;
 

@@ -126,7 +126,7 @@ pub fn parse(
     }
     if verify && server_name == Some(false) {
         warn(
-            "InvalidAnnotation",
+            "AnnotationNotApplied",
             "nginx.ingress.kubernetes.io/proxy-ssl-server-name: off is ignored while proxy-ssl-verify is on (the verified name is sent as SNI)".into(),
         );
     }
