@@ -8,6 +8,7 @@
 //! `RefusedAnnotation` warning names them. Any other key sluice does not implement
 //! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
+pub mod auth;
 pub mod balance;
 pub mod policy;
 pub mod proxy_ssl;
@@ -24,6 +25,17 @@ pub const SUPPORTED: &[&str] = &[
     "affinity-mode",
     "allowlist-source-range",
     "app-root",
+    "auth-always-set-cookie",
+    "auth-method",
+    "auth-realm",
+    "auth-request-redirect",
+    "auth-response-headers",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-type",
+    "auth-url",
     "backend-protocol",
     "denylist-source-range",
     "force-ssl-redirect",
