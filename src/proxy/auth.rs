@@ -28,7 +28,8 @@
 //!   `X-Forwarded-Host`, `-Proto`, `-Port` and `X-Scheme`. ingress-nginx clears
 //!   `X-Forwarded-Proto` and passes the client's `X-Forwarded-Host` through; sluice
 //!   never passes a client's forwarded headers to the auth service, it sends the values
-//!   it knows to be true.
+//!   it knows to be true. (`X-Original-URI` and `X-Scheme` go with every subrequest;
+//!   ingress-nginx adds them only when `auth-method` is set.)
 //! - Its answer: 2xx lets the request through, with each `auth-response-headers` header
 //!   set on the upstream request from the auth response, or removed when the auth
 //!   response lacks it (a client can never supply it itself). 401 is returned with the
