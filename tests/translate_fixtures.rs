@@ -21,6 +21,9 @@
 //! - {..., bodyLimit: 1048576}                  # proxy-body-size in bytes; 0 = unlimited
 //! - {..., redirect: "301 https://x/"}          # permanent/temporal redirect; "none"
 //! - {..., access: "allow 10.0.0.0/8 deny -"}   # allow / deny lists ("-" = none)
+//! - {..., auth: 'basic "realm" alice:bcrypt,bob:apr1'} # users sorted, hash kinds;
+//!   'url GET http://a/x signin https://s/?rd=... headers x-user' for auth-url (" + "
+//!   joins both); "broken" (fails closed: 503); "none"
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -63,6 +66,7 @@ struct Request {
     body_limit: Option<u64>,
     redirect: Option<String>,
     access: Option<String>,
+    auth: Option<String>,
 }
 
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -253,6 +257,12 @@ fn run_case(dir: &Path) -> Result<(), String> {
                 errors.push(format!("{what}: access {got:?}, want {want:?}"));
             }
         }
+        if let Some(want) = &r.auth {
+            let got = describe_auth(p);
+            if &got != want {
+                errors.push(format!("{what}: auth {got:?}, want {want:?}"));
+            }
+        }
         if let Some(want) = &r.external {
             let got = match &b.endpoints {
                 Endpoints::External { host, port } => format!("{host}:{port}"),
@@ -283,6 +293,39 @@ fn run_case(dir: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(errors.join("\n  "))
+    }
+}
+
+/// The `auth` field of a request: what authentication the route enforces.
+fn describe_auth(p: &sluice::routing::Policy) -> String {
+    if p.auth_broken.is_some() {
+        return "broken".into();
+    }
+    let mut parts = Vec::new();
+    if let Some(b) = &p.basic_auth {
+        let mut users: Vec<String> = b
+            .users
+            .iter()
+            .map(|(u, h)| format!("{u}:{}", h.kind().name()))
+            .collect();
+        users.sort();
+        parts.push(format!("basic {:?} {}", &*b.realm, users.join(",")));
+    }
+    if let Some(e) = &p.external_auth {
+        let mut s = format!("url {} {}", e.method, e.url);
+        if let Some(signin) = &e.signin {
+            s += &format!(" signin {signin}");
+        }
+        if !e.response_headers.is_empty() {
+            let h: Vec<&str> = e.response_headers.iter().map(|h| h.as_str()).collect();
+            s += &format!(" headers {}", h.join(","));
+        }
+        parts.push(s);
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" + ")
     }
 }
 

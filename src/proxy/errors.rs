@@ -7,6 +7,7 @@ use bytes::Bytes;
 pub fn reason(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        401 => "Authorization Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Not Allowed",

@@ -7,10 +7,12 @@
 //! for EWMA, and for ClientIP affinity; see `balance`).
 
 pub mod accesslog;
+pub mod auth;
 pub mod balance;
 pub mod errors;
 pub mod headers;
 pub mod service;
+pub mod subrequest;
 pub mod tls;
 
 pub use service::{ProxyOptions, SluiceProxy};

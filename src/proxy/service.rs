@@ -91,6 +91,8 @@ pub struct RequestCtx {
     body_bytes: u64,
     /// Counts this request as in flight for the shutdown drain.
     _in_flight: crate::drain::InFlight,
+    /// What authentication decided (user, headers for upstream and client).
+    auth: super::auth::AuthState,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -139,12 +141,30 @@ async fn respond_with(
     ctx: &mut RequestCtx,
     location: Option<&str>,
 ) -> Result<()> {
+    let location = location
+        .map(http::HeaderValue::from_str)
+        .transpose()
+        .map_err(|e| Error::because(ErrorType::InternalError, "invalid Location", e))?;
+    let headers: Vec<_> = location
+        .map(|l| (http::header::LOCATION, l))
+        .into_iter()
+        .collect();
+    respond_with_headers(session, status, ctx, &headers).await
+}
+
+/// Like [`respond`], with extra response headers (appended, so repeats are kept).
+async fn respond_with_headers(
+    session: &mut Session,
+    status: u16,
+    ctx: &mut RequestCtx,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) -> Result<()> {
     ctx.own_status = Some(status);
     let body = errors::html_body(status);
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let mut resp = ResponseHeader::build(status, Some(5 + headers.len()))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
-    if let Some(l) = location {
-        resp.insert_header(http::header::LOCATION, l)?;
+    for (name, value) in headers {
+        resp.append_header(name.clone(), value.clone())?;
     }
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = session.req_header().method == http::Method::HEAD;
@@ -238,6 +258,7 @@ impl ProxyHttp for SluiceProxy {
             inflight: None,
             body_bytes: 0,
             _in_flight: crate::drain::InFlight::request(),
+            auth: Default::default(),
         }
     }
 
@@ -352,6 +373,28 @@ impl ProxyHttp for SluiceProxy {
                 // The body is not read: close rather than drain it.
                 session.set_keepalive(None);
                 respond(session, 413, ctx).await?;
+                return Ok(true);
+            }
+        }
+        // Authentication (access phase, after the access lists): basic, then auth-url.
+        if policy.basic_auth.is_some()
+            || policy.external_auth.is_some()
+            || policy.auth_broken.is_some()
+        {
+            let req = session.req_header();
+            let globals = ctx.table.as_ref().map(|t| &t.globals);
+            let facts = super::auth::RequestFacts {
+                host: request_host(req).unwrap_or(""),
+                tls: ctx.tls,
+                client_ip: client_ip(session),
+                server_port: server_port(session),
+                request_id: &ctx.request_id,
+                connect_timeout: globals.map_or(Duration::from_secs(5), |g| g.connect_timeout),
+                read_timeout: globals.map_or(Duration::from_secs(60), |g| g.read_timeout),
+            };
+            let denied = super::auth::check(req, &policy, &facts, &mut ctx.auth).await;
+            if let Some(d) = denied {
+                respond_with_headers(session, d.status, ctx, &d.headers).await?;
                 return Ok(true);
             }
         }
@@ -487,6 +530,7 @@ impl ProxyHttp for SluiceProxy {
                 request_id: &ctx.request_id,
             },
         )?;
+        super::auth::upstream_request(upstream, &ctx.auth)?;
         let Some(route) = ctx.route.as_ref() else {
             return Ok(());
         };
@@ -556,6 +600,7 @@ impl ProxyHttp for SluiceProxy {
             let cookie = balance::set_cookie_header(aff, value, ctx.tls, ua);
             response.append_header(http::header::SET_COOKIE, cookie)?;
         }
+        super::auth::response(response, &ctx.auth)?;
         if ctx.tls {
             if let Some(hsts) = ctx.table.as_ref().and_then(|t| t.globals.hsts.as_deref()) {
                 response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
@@ -729,7 +774,7 @@ impl ProxyHttp for SluiceProxy {
             .map_or("upstream-default-backend", |r| &r.backend.upstream_name);
         let entry = AccessEntry {
             remote_addr: &remote,
-            remote_user: "",
+            remote_user: ctx.auth.remote_user(),
             request_line: &request_line,
             status,
             body_bytes_sent: session.body_bytes_sent(),

@@ -3,6 +3,7 @@
 //! Owns host/path matching and the published table. Must not import `kube` or
 //! `k8s_openapi`: translation converts Kubernetes objects into these types.
 
+pub mod auth;
 pub mod balance;
 pub mod certs;
 pub mod matcher;

@@ -13,6 +13,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use regex::Regex;
 
+use super::auth::{BasicAuth, ExternalAuth};
+
 /// Request handling set by one Ingress's annotations. `Default` is ingress-nginx's
 /// behaviour with no annotation.
 #[derive(Debug, Default)]
@@ -36,6 +38,17 @@ pub struct Policy {
     pub upstream_vhost: Option<Box<str>>,
     /// `x-forwarded-prefix`: sent as `X-Forwarded-Prefix`.
     pub x_forwarded_prefix: Option<Box<str>>,
+
+    // Authentication (`auth-type`/`auth-secret`/`auth-secret-type`/`auth-realm`,
+    // `auth-url` and its companions; see `routing::auth`). Basic runs first, then the
+    // subrequest; both must pass.
+    /// `auth-type: basic`: credentials checked against the Secret's htpasswd entries.
+    pub basic_auth: Option<BasicAuth>,
+    /// `auth-url`: a subrequest to an auth service decides.
+    pub external_auth: Option<ExternalAuth>,
+    /// Authentication was asked for but cannot be honoured (Secret missing, bad value):
+    /// every request answers 503, as ingress-nginx's denied locations do. Says why.
+    pub auth_broken: Option<Box<str>>,
 }
 
 impl Policy {

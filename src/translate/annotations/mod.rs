@@ -8,6 +8,7 @@
 //! `RefusedAnnotation` warning names them. Any other key sluice does not implement
 //! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
+pub mod auth;
 pub mod balance;
 pub mod notes;
 pub mod policy;
@@ -25,6 +26,17 @@ pub const SUPPORTED: &[&str] = &[
     "affinity-mode",
     "allowlist-source-range",
     "app-root",
+    "auth-always-set-cookie",
+    "auth-method",
+    "auth-realm",
+    "auth-request-redirect",
+    "auth-response-headers",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-type",
+    "auth-url",
     "backend-protocol",
     "client-body-buffer-size",
     "denylist-source-range",
