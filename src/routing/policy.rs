@@ -36,6 +36,12 @@ pub struct Policy {
     pub upstream_vhost: Option<Box<str>>,
     /// `x-forwarded-prefix`: sent as `X-Forwarded-Prefix`.
     pub x_forwarded_prefix: Option<Box<str>>,
+
+    // CORS and rate limits (`enable-cors`, `cors-*`; `limit-*`).
+    /// `enable-cors: "true"` with its `cors-*` settings (`None`: no CORS handling).
+    pub cors: Option<super::cors::Cors>,
+    /// `limit-rps` / `-rpm` / `-connections` (`None`: the Ingress sets no limit).
+    pub limits: Option<super::limits::RateLimits>,
 }
 
 impl Policy {

@@ -234,6 +234,10 @@ pub struct GlobalSettings {
     /// `upstream-keepalive-connections`: idle upstream connections pooled per worker
     /// (read at start only).
     pub upstream_keepalive_connections: usize,
+    /// `limit-req-status-code`: the answer to a request over `limit-rps`/`-rpm`.
+    pub limit_req_status: u16,
+    /// `limit-conn-status-code`: the answer to a request over `limit-connections`.
+    pub limit_conn_status: u16,
 }
 
 impl Default for GlobalSettings {
@@ -249,6 +253,8 @@ impl Default for GlobalSettings {
             next_upstream: NextUpstream::default(),
             upstream_keepalive_timeout: Duration::from_secs(60),
             upstream_keepalive_connections: 320,
+            limit_req_status: 503,
+            limit_conn_status: 503,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
 pub mod balance;
+pub mod cors;
+pub mod limits;
 pub mod policy;
 pub mod proxy_ssl;
 
@@ -25,8 +27,21 @@ pub const SUPPORTED: &[&str] = &[
     "allowlist-source-range",
     "app-root",
     "backend-protocol",
+    "cors-allow-credentials",
+    "cors-allow-headers",
+    "cors-allow-methods",
+    "cors-allow-origin",
+    "cors-expose-headers",
+    "cors-max-age",
     "denylist-source-range",
+    "enable-cors",
     "force-ssl-redirect",
+    "limit-allowlist",
+    "limit-burst-multiplier",
+    "limit-connections",
+    "limit-rpm",
+    "limit-rps",
+    "limit-whitelist",
     "load-balance",
     "permanent-redirect",
     "permanent-redirect-code",
