@@ -8,8 +8,10 @@
 
 pub mod accesslog;
 pub mod balance;
+pub mod cors;
 pub mod errors;
 pub mod headers;
+pub mod limits;
 pub mod service;
 pub mod tls;
 

@@ -20,8 +20,10 @@ use tracing::{debug, info};
 
 use super::accesslog::{format_line, AccessEntry};
 use super::balance::{self, Balancer, InflightGuard, RequestInfo};
+use super::cors;
 use super::errors;
 use super::headers::{self, ForwardedFor};
+use super::limits::{ConnGuard, Limiter, Refused, Verdict};
 use crate::routing::{
     normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
     UpstreamTls,
@@ -36,6 +38,8 @@ const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 pub struct ProxyOptions {
     /// Endpoint choice and the balancing state shared by every worker.
     pub balancer: Arc<Balancer>,
+    /// `limit-rps`/`-rpm`/`-connections` counters shared by every worker.
+    pub limiter: Arc<Limiter>,
     /// Client idle keep-alive (`keep-alive`, 75 s in ingress-nginx).
     pub client_keepalive: Duration,
     /// Bytes of request headers accepted before answering 400 (nginx: 4 × 8k buffers).
@@ -47,6 +51,7 @@ impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
             balancer: Arc::new(Balancer::new(None)),
+            limiter: Arc::new(Limiter::new()),
             client_keepalive: Duration::from_secs(75),
             max_request_header_bytes: 32 * 1024,
             access_log: true,
@@ -89,6 +94,10 @@ pub struct RequestCtx {
     inflight: Option<InflightGuard>,
     /// Request body bytes seen so far (for `proxy-body-size` on chunked bodies).
     body_bytes: u64,
+    /// The `Access-Control-Allow-Origin` this request earned (`enable-cors`).
+    cors_origin: Option<http::HeaderValue>,
+    /// A `limit-connections` slot, held until the request ends.
+    conn_slot: Option<ConnGuard>,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -144,6 +153,7 @@ async fn respond_with(
     if let Some(l) = location {
         resp.insert_header(http::header::LOCATION, l)?;
     }
+    cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref())?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -204,6 +214,8 @@ impl ProxyHttp for SluiceProxy {
             set_cookie: None,
             inflight: None,
             body_bytes: 0,
+            cors_origin: None,
+            conn_slot: None,
         }
     }
 
@@ -267,6 +279,19 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         };
+        // CORS (nginx's location rewrite phase: after app-root, before the rest).
+        ctx.cors_origin = cors::decide(&route, req);
+        let app_root_first = path == "/" && route.policy.app_root.is_some();
+        if cors::is_preflight(req, ctx.cors_origin.as_ref()) && !app_root_first {
+            if let (Some(c), Some(o)) = (route.policy.cors.as_ref(), &ctx.cors_origin) {
+                let resp = cors::preflight(c, o)?;
+                ctx.own_status = Some(204);
+                ctx.route = Some(route);
+                ctx.table = Some(table);
+                session.write_response_header(Box::new(resp), true).await?;
+                return Ok(true);
+            }
+        }
         if route.ssl_redirect && !ctx.tls && !path.starts_with(ACME_CHALLENGE) {
             // ingress-nginx's redirect to https: same host (without the port) and URI.
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -290,6 +315,21 @@ impl ProxyHttp for SluiceProxy {
         if let Some(root) = policy.app_root.as_deref().filter(|_| path == "/") {
             respond_with(session, 302, ctx, Some(root)).await?;
             return Ok(true);
+        }
+        if let Some(limits) = &policy.limits {
+            // nginx's preaccess phase: limit_req, then limit_conn.
+            match self.options.limiter.check(limits, client_ip(session)) {
+                Verdict::Pass(slot) => ctx.conn_slot = slot,
+                Verdict::Refuse(why) => {
+                    let g = &ctx.table.as_ref().expect("stored above").globals;
+                    let code = match why {
+                        Refused::Rate => g.limit_req_status,
+                        Refused::Connections => g.limit_conn_status,
+                    };
+                    respond(session, code, ctx).await?;
+                    return Ok(true);
+                }
+            }
         }
         if policy.allow.is_some() || policy.deny.is_some() {
             let ip = client_ip(session);
@@ -521,6 +561,7 @@ impl ProxyHttp for SluiceProxy {
             let cookie = balance::set_cookie_header(aff, value, ctx.tls, ua);
             response.append_header(http::header::SET_COOKIE, cookie)?;
         }
+        cors::apply_for(response, ctx.route.as_deref(), ctx.cors_origin.as_ref())?;
         if ctx.tls {
             if let Some(hsts) = ctx.table.as_ref().and_then(|t| t.globals.hsts.as_deref()) {
                 response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
@@ -637,6 +678,7 @@ impl ProxyHttp for SluiceProxy {
             if let Ok(mut resp) = ResponseHeader::build(code, Some(4)) {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/html");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+                let _ = cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref());
                 if let Err(err) = session.write_error_response(resp, body).await {
                     debug!(%err, "could not send error response");
                 }
