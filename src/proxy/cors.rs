@@ -14,10 +14,16 @@
 //!   https redirect, `permanent-redirect`/`temporal-redirect`, the rate limits and
 //!   the access lists (a preflight from a denied or limited client still gets 204).
 //! - Every other response for a qualifying request — the backend's and sluice's own
-//!   (403, 413, limits, 502/503/504) — gets `Access-Control-Allow-Origin`,
+//!   (308, 403, 413, limits, 502/503/504) — gets `Access-Control-Allow-Origin`,
 //!   `-Allow-Methods`, `-Allow-Headers`, `-Max-Age`, and `-Allow-Credentials: true` /
 //!   `-Expose-Headers` when configured, replacing any the backend sent (nginx's
-//!   `more_set_headers`). As in ingress-nginx, no `Vary: Origin` is added.
+//!   `more_set_headers`, which applies to every status). As in ingress-nginx, no
+//!   `Vary: Origin` is added, and a request that does not qualify is left untouched
+//!   (the backend's own CORS headers pass).
+//! - One difference: when `cors-allow-credentials` is false or no `cors-expose-headers`
+//!   is set, sluice also removes the backend's `Access-Control-Allow-Credentials` /
+//!   `-Expose-Headers` from a qualifying response; ingress-nginx passes them, which
+//!   would grant credentialed access next to the origin it echoed.
 
 use http::{HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
