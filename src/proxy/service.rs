@@ -321,10 +321,10 @@ impl ProxyHttp for SluiceProxy {
             match self.options.limiter.check(limits, client_ip(session)) {
                 Verdict::Pass(slot) => ctx.conn_slot = slot,
                 Verdict::Refuse(why) => {
-                    let g = &ctx.table.as_ref().expect("stored above").globals;
+                    let g = ctx.table.as_ref().map(|t| &t.globals);
                     let code = match why {
-                        Refused::Rate => g.limit_req_status,
-                        Refused::Connections => g.limit_conn_status,
+                        Refused::Rate => g.map_or(503, |g| g.limit_req_status),
+                        Refused::Connections => g.map_or(503, |g| g.limit_conn_status),
                     };
                     respond(session, code, ctx).await?;
                     return Ok(true);
