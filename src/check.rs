@@ -21,7 +21,7 @@
 //! Choices, since the input is usually a partial view of a cluster:
 //! - **Missing objects.** Services, Secrets and endpoints are often not part of what is
 //!   checked. A "Service not found" warning is dropped when the input holds no Service
-//!   in the referring Ingress's namespace; likewise "Secret not found" (TLS and
+//!   in the referring Ingress's namespace; likewise "Secret not found" (TLS, `auth-secret` and
 //!   `proxy-ssl-secret`) without any Secret there, and "no ready endpoints" without any
 //!   EndpointSlice or Endpoints there. Once one object of a kind is given for a
 //!   namespace, the input is taken as complete for that kind there and every problem
@@ -460,7 +460,9 @@ impl Present<'_> {
         let not_found = w.message.contains("not found");
         let kind = match w.reason {
             "BackendUnavailable" if not_found => Absent::Services,
-            "InvalidTlsSecret" | "InvalidProxySslSecret" if not_found => Absent::Secrets,
+            "InvalidTlsSecret" | "InvalidProxySslSecret" | "InvalidAuthSecret" if not_found => {
+                Absent::Secrets
+            }
             "NoReadyEndpoints" => Absent::Endpoints,
             _ => return None,
         };

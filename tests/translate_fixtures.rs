@@ -24,6 +24,12 @@
 //! - {..., auth: 'basic "realm" alice:bcrypt,bob:apr1'} # users sorted, hash kinds;
 //!   'url GET http://a/x signin https://s/?rd=... headers x-user' for auth-url (" + "
 //!   joins both); "broken" (fails closed: 503); "none"
+//! - {..., cors: "off"}                         # or every setting:
+//! - {..., cors: {origins: ["*"], methods: "GET", headers: "X-A", credentials: true,
+//!                maxAge: "600", expose: "X-B"}}  # expose omitted = not sent
+//! - {..., limits: none}                        # or (omitted numbers = 0, exempt = []):
+//! - {..., limits: {rps: 10, rpsBurst: 50, rpm: 0, rpmBurst: 0, connections: 2,
+//!                  exempt: ["10.0.0.0/8"], broken: false, zone: ns/ingress}}
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -33,7 +39,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 use sluice::config::{ObjectRef, TranslateConfig};
-use sluice::routing::{normalize_path, AffinityMode, Endpoints, LbPolicy, Match};
+use sluice::routing::balance::stable_hash;
+use sluice::routing::{normalize_path, AffinityMode, AllowOrigin, Endpoints, LbPolicy, Match};
 use sluice::source::Snapshot;
 use sluice::translate::translate;
 
@@ -67,6 +74,41 @@ struct Request {
     redirect: Option<String>,
     access: Option<String>,
     auth: Option<String>,
+    cors: Option<Setting<CorsExpect>>,
+    limits: Option<Setting<LimitsExpect>>,
+}
+
+/// `"off"`/`none`, or the expected settings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Setting<T> {
+    Off(String),
+    On(T),
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CorsExpect {
+    origins: Vec<String>,
+    methods: String,
+    headers: String,
+    credentials: bool,
+    expose: Option<String>,
+    max_age: String,
+}
+
+#[derive(Deserialize, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct LimitsExpect {
+    rps: u32,
+    rps_burst: u64,
+    rpm: u32,
+    rpm_burst: u64,
+    connections: u32,
+    exempt: Vec<String>,
+    broken: bool,
+    /// `namespace/name` whose counters the route uses.
+    zone: String,
 }
 
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -85,6 +127,14 @@ struct Expect {
     requests: Vec<Request>,
     #[serde(default)]
     warnings: Vec<ExpectedWarning>,
+}
+
+/// The zone name a `limits` expectation names (its hash is what the route stores).
+fn want_zone(want: &Setting<LimitsExpect>) -> String {
+    match want {
+        Setting::On(w) => w.zone.clone(),
+        Setting::Off(_) => String::new(),
+    }
 }
 
 fn snapshot_from(path: &Path) -> Snapshot {
@@ -261,6 +311,68 @@ fn run_case(dir: &Path) -> Result<(), String> {
             let got = describe_auth(p);
             if &got != want {
                 errors.push(format!("{what}: auth {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.cors {
+            let got = route.policy.cors.as_ref().map(|c| CorsExpect {
+                origins: match &c.origins {
+                    AllowOrigin::Any => vec!["*".to_string()],
+                    AllowOrigin::List(l) => l.iter().map(|p| p.as_text()).collect(),
+                },
+                methods: c.allow_methods.to_str().unwrap().to_string(),
+                headers: c.allow_headers.to_str().unwrap().to_string(),
+                credentials: c.allow_credentials,
+                expose: c
+                    .expose_headers
+                    .as_ref()
+                    .map(|e| e.to_str().unwrap().to_string()),
+                max_age: c.max_age.to_str().unwrap().to_string(),
+            });
+            match (want, got) {
+                (Setting::Off(_), None) => {}
+                (Setting::On(w), Some(g)) if *w == g => {}
+                (w, g) => errors.push(format!(
+                    "{what}: cors {g:?}, want {}",
+                    match w {
+                        Setting::Off(s) => s.clone(),
+                        Setting::On(w) => format!("{w:?}"),
+                    }
+                )),
+            }
+        }
+        if let Some(want) = &r.limits {
+            let got = route.policy.limits.as_ref().map(|l| {
+                let wanted = want_zone(want);
+                let zone = if stable_hash(wanted.as_bytes()) == l.zone {
+                    wanted
+                } else {
+                    format!("another zone ({:x})", l.zone)
+                };
+                LimitsExpect {
+                    rps: l.rps.map_or(0, |r| r.limit),
+                    rps_burst: l.rps.map_or(0, |r| r.burst()),
+                    rpm: l.rpm.map_or(0, |r| r.limit),
+                    rpm_burst: l.rpm.map_or(0, |r| r.burst()),
+                    connections: l.connections,
+                    exempt: l
+                        .exempt
+                        .iter()
+                        .flat_map(|e| e.nets.iter().map(|n| n.to_string()))
+                        .collect(),
+                    broken: l.broken,
+                    zone,
+                }
+            });
+            match (want, got) {
+                (Setting::Off(_), None) => {}
+                (Setting::On(w), Some(g)) if *w == g => {}
+                (w, g) => errors.push(format!(
+                    "{what}: limits {g:?}, want {}",
+                    match w {
+                        Setting::Off(s) => s.clone(),
+                        Setting::On(w) => format!("{w:?}"),
+                    }
+                )),
             }
         }
         if let Some(want) = &r.external {

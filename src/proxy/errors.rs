@@ -13,6 +13,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Not Allowed",
         408 => "Request Time-out",
         413 => "Request Entity Too Large",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Temporarily Unavailable",

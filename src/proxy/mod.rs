@@ -4,13 +4,16 @@
 //! error pages and the access log. Must not import `kube`/`k8s_openapi` or block. The
 //! table is loaded once per request from its `ArcSwap`; the only other shared state is
 //! the balancer's per-endpoint map (read-locked only while an endpoint is marked down,
-//! for EWMA, and for ClientIP affinity; see `balance`).
+//! for EWMA, and for ClientIP affinity; see `balance`) and the rate-limit counters
+//! (one shard locked per request, only on routes with `limit-*`; see `limits`).
 
 pub mod accesslog;
 pub mod auth;
 pub mod balance;
+pub mod cors;
 pub mod errors;
 pub mod headers;
+pub mod limits;
 pub mod service;
 pub mod subrequest;
 pub mod tls;

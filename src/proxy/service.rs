@@ -20,8 +20,10 @@ use tracing::{debug, info};
 
 use super::accesslog::{format_line, AccessEntry};
 use super::balance::{self, Balancer, InflightGuard, RequestInfo};
+use super::cors;
 use super::errors;
 use super::headers::{self, ForwardedFor};
+use super::limits::{ConnGuard, Limiter, Refused, Verdict};
 use crate::routing::{
     normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
     UpstreamTls,
@@ -36,6 +38,8 @@ const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 pub struct ProxyOptions {
     /// Endpoint choice and the balancing state shared by every worker.
     pub balancer: Arc<Balancer>,
+    /// `limit-rps`/`-rpm`/`-connections` counters shared by every worker.
+    pub limiter: Arc<Limiter>,
     /// Client idle keep-alive (`keep-alive`, 75 s in ingress-nginx).
     pub client_keepalive: Duration,
     /// Bytes of request headers accepted before answering 400 (nginx: 4 × 8k buffers).
@@ -47,6 +51,7 @@ impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
             balancer: Arc::new(Balancer::new(None)),
+            limiter: Arc::new(Limiter::new()),
             client_keepalive: Duration::from_secs(75),
             max_request_header_bytes: 32 * 1024,
             access_log: true,
@@ -93,6 +98,10 @@ pub struct RequestCtx {
     _in_flight: crate::drain::InFlight,
     /// What authentication decided (user, headers for upstream and client).
     auth: super::auth::AuthState,
+    /// The `Access-Control-Allow-Origin` this request earned (`enable-cors`).
+    cors_origin: Option<http::HeaderValue>,
+    /// A `limit-connections` slot, held until the request ends.
+    conn_slot: Option<ConnGuard>,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -166,6 +175,7 @@ async fn respond_with_headers(
     for (name, value) in headers {
         resp.append_header(name.clone(), value.clone())?;
     }
+    cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref())?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -259,6 +269,8 @@ impl ProxyHttp for SluiceProxy {
             body_bytes: 0,
             _in_flight: crate::drain::InFlight::request(),
             auth: Default::default(),
+            cors_origin: None,
+            conn_slot: None,
         }
     }
 
@@ -323,6 +335,19 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         };
+        // CORS (nginx's location rewrite phase: after app-root, before the rest).
+        ctx.cors_origin = cors::decide(&route, req);
+        let app_root_first = path == "/" && route.policy.app_root.is_some();
+        if cors::is_preflight(req, ctx.cors_origin.as_ref()) && !app_root_first {
+            if let (Some(c), Some(o)) = (route.policy.cors.as_ref(), &ctx.cors_origin) {
+                let resp = cors::preflight(c, o)?;
+                ctx.own_status = Some(204);
+                ctx.route = Some(route);
+                ctx.table = Some(table);
+                session.write_response_header(Box::new(resp), true).await?;
+                return Ok(true);
+            }
+        }
         if route.ssl_redirect && !ctx.tls && !path.starts_with(ACME_CHALLENGE) {
             // ingress-nginx's redirect to https: same host (without the port) and URI.
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -346,6 +371,21 @@ impl ProxyHttp for SluiceProxy {
         if let Some(root) = policy.app_root.as_deref().filter(|_| path == "/") {
             respond_with(session, 302, ctx, Some(root)).await?;
             return Ok(true);
+        }
+        if let Some(limits) = &policy.limits {
+            // nginx's preaccess phase: limit_req, then limit_conn.
+            match self.options.limiter.check(limits, client_ip(session)) {
+                Verdict::Pass(slot) => ctx.conn_slot = slot,
+                Verdict::Refuse(why) => {
+                    let g = ctx.table.as_ref().map(|t| &t.globals);
+                    let code = match why {
+                        Refused::Rate => g.map_or(503, |g| g.limit_req_status),
+                        Refused::Connections => g.map_or(503, |g| g.limit_conn_status),
+                    };
+                    respond(session, code, ctx).await?;
+                    return Ok(true);
+                }
+            }
         }
         if policy.allow.is_some() || policy.deny.is_some() {
             let ip = client_ip(session);
@@ -601,6 +641,7 @@ impl ProxyHttp for SluiceProxy {
             response.append_header(http::header::SET_COOKIE, cookie)?;
         }
         super::auth::response(response, &ctx.auth)?;
+        cors::apply_for(response, ctx.route.as_deref(), ctx.cors_origin.as_ref())?;
         if ctx.tls {
             if let Some(hsts) = ctx.table.as_ref().and_then(|t| t.globals.hsts.as_deref()) {
                 response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
@@ -717,6 +758,7 @@ impl ProxyHttp for SluiceProxy {
             if let Ok(mut resp) = ResponseHeader::build(code, Some(4)) {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/html");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+                let _ = cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref());
                 if let Err(err) = session.write_error_response(resp, body).await {
                     debug!(%err, "could not send error response");
                 }

@@ -6,12 +6,16 @@
 pub mod auth;
 pub mod balance;
 pub mod certs;
+pub mod cors;
+pub mod limits;
 pub mod matcher;
 pub mod policy;
 pub mod table;
 
 pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
 pub use certs::CertTable;
+pub use cors::{AllowOrigin, Cors, OriginPattern};
+pub use limits::{Rate, RateLimits};
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
 pub use policy::{CidrSet, Policy, Redirect, Rewrite};
 pub use table::{

@@ -49,6 +49,11 @@ pub struct Policy {
     /// Authentication was asked for but cannot be honoured (Secret missing, bad value):
     /// every request answers 503, as ingress-nginx's denied locations do. Says why.
     pub auth_broken: Option<Box<str>>,
+    // CORS and rate limits (`enable-cors`, `cors-*`; `limit-*`).
+    /// `enable-cors: "true"` with its `cors-*` settings (`None`: no CORS handling).
+    pub cors: Option<super::cors::Cors>,
+    /// `limit-rps` / `-rpm` / `-connections` (`None`: the Ingress sets no limit).
+    pub limits: Option<super::limits::RateLimits>,
 }
 
 impl Policy {

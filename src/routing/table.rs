@@ -244,6 +244,10 @@ pub struct GlobalSettings {
     /// `worker-shutdown-timeout`: how long in-flight requests and WebSockets may run
     /// once the listeners have closed at shutdown (the value in force when it starts).
     pub worker_shutdown_timeout: Duration,
+    /// `limit-req-status-code`: the answer to a request over `limit-rps`/`-rpm`.
+    pub limit_req_status: u16,
+    /// `limit-conn-status-code`: the answer to a request over `limit-connections`.
+    pub limit_conn_status: u16,
 }
 
 impl Default for GlobalSettings {
@@ -260,6 +264,8 @@ impl Default for GlobalSettings {
             upstream_keepalive_timeout: Duration::from_secs(60),
             upstream_keepalive_connections: 320,
             worker_shutdown_timeout: Duration::from_secs(240),
+            limit_req_status: 503,
+            limit_conn_status: 503,
         }
     }
 }

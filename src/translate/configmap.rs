@@ -108,6 +108,17 @@ pub fn globals(
             _ => invalid("upstream-keepalive-connections", raw, "320".into()),
         }
     }
+    // nginx's limit_req_status / limit_conn_status take 400-599.
+    let mut status = |key: &str, slot: &mut u16| {
+        if let Some(raw) = data.get(key) {
+            match raw.trim().parse::<u16>() {
+                Ok(c @ 400..=599) => *slot = c,
+                _ => invalid(key, raw, slot.to_string()),
+            }
+        }
+    };
+    status("limit-req-status-code", &mut g.limit_req_status);
+    status("limit-conn-status-code", &mut g.limit_conn_status);
     let hsts = flag("hsts", true, &mut invalid);
     let include_subdomains = flag("hsts-include-subdomains", true, &mut invalid);
     let preload = flag("hsts-preload", false, &mut invalid);
@@ -243,6 +254,39 @@ mod tests {
         let g = globals(&[cm("soon")], Some(&name), &mut warnings);
         assert_eq!(g.worker_shutdown_timeout, Duration::from_secs(240));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn limit_status_codes() {
+        let cm = |data: &[(&str, &str)]| {
+            let mut c = ConfigMap::default();
+            c.metadata.name = Some("cfg".into());
+            c.metadata.namespace = Some("ns".into());
+            c.data = Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            std::sync::Arc::new(c)
+        };
+        let name: ObjectRef = "ns/cfg".parse().unwrap();
+        let mut warnings = Vec::new();
+        let g = globals(&[cm(&[])], Some(&name), &mut warnings);
+        assert_eq!((g.limit_req_status, g.limit_conn_status), (503, 503));
+        let set = [
+            ("limit-req-status-code", "429"),
+            ("limit-conn-status-code", "420"),
+        ];
+        let g = globals(&[cm(&set)], Some(&name), &mut warnings);
+        assert_eq!((g.limit_req_status, g.limit_conn_status), (429, 420));
+        assert!(warnings.is_empty());
+        let bad = [
+            ("limit-req-status-code", "200"),
+            ("limit-conn-status-code", "busy"),
+        ];
+        let g = globals(&[cm(&bad)], Some(&name), &mut warnings);
+        assert_eq!((g.limit_req_status, g.limit_conn_status), (503, 503));
+        assert_eq!(warnings.len(), 2);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, Se
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
-use super::annotations::{auth, balance, policy};
+use super::annotations::{auth, balance, cors, limits, policy};
 use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
@@ -140,6 +140,8 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         super::annotations::check_keys(ing, &mut warnings);
         let (mut policy, path_options) = policy::parse(ing, &mut warnings);
         auth::parse(ing, &secrets, &mut policy, &mut warnings);
+        policy.cors = cors::parse(ing, &mut warnings);
+        policy.limits = limits::parse(ing, &mut warnings);
         let policy = Arc::new(policy);
         let Some(spec) = ing.spec.as_ref() else {
             continue;

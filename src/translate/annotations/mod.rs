@@ -10,6 +10,8 @@
 
 pub mod auth;
 pub mod balance;
+pub mod cors;
+pub mod limits;
 pub mod notes;
 pub mod policy;
 pub mod proxy_ssl;
@@ -39,8 +41,21 @@ pub const SUPPORTED: &[&str] = &[
     "auth-url",
     "backend-protocol",
     "client-body-buffer-size",
+    "cors-allow-credentials",
+    "cors-allow-headers",
+    "cors-allow-methods",
+    "cors-allow-origin",
+    "cors-expose-headers",
+    "cors-max-age",
     "denylist-source-range",
+    "enable-cors",
     "force-ssl-redirect",
+    "limit-allowlist",
+    "limit-burst-multiplier",
+    "limit-connections",
+    "limit-rpm",
+    "limit-rps",
+    "limit-whitelist",
     "load-balance",
     "permanent-redirect",
     "permanent-redirect-code",

@@ -200,6 +200,7 @@ pub const INGRESS_NGINX_KEYS: &[&str] = &[
     "influxdb-measurement",
     "influxdb-port",
     "influxdb-server-name",
+    "limit-allowlist",
     "limit-burst-multiplier",
     "limit-connections",
     "limit-rate",
