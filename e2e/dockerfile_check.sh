@@ -8,15 +8,24 @@
 #     and has the binary as ENTRYPOINT;
 #  3. the binary needs no shared library beyond what distroless/cc ships (glibc,
 #     libgcc), and runs (--version).
-# No image is built. Uses $CARGO_TARGET_DIR like the rest of the suite.
+# No image is built. Uses $CARGO_TARGET_DIR like the rest of the suite. A cold release
+# build takes about 8 minutes on 2 idle cores (lto = "thin"); warm, seconds.
+#
+#   e2e/dockerfile_check.sh [--no-build] [DOCKERFILE]   # --no-build: steps 1-2 only
 set -euo pipefail
+build=1
+if [[ ${1:-} == --no-build ]]; then
+  build=0
+  shift
+fi
+dockerfile=$(realpath "${1:-$(dirname "$0")/../Dockerfile}")
 cd "$(dirname "$0")/.."
 
 fail() { echo "dockerfile_check: $*" >&2; exit 1; }
 ok() { echo "dockerfile_check: ok: $*"; }
 
 # Instructions with line continuations joined, comments and blank lines dropped.
-mapfile -t lines < <(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' Dockerfile |
+mapfile -t lines < <(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' "$dockerfile" |
   awk '{ if (sub(/\\[[:space:]]*$/, "")) { buf = buf $0 " " } else { print buf $0; buf = "" } }')
 
 stages=()      # stage index -> "name"
@@ -80,6 +89,10 @@ done
 ok "final stage: only $src -> $dst, USER ${user[$last]}, EXPOSE ${expose[$last]}, ENTRYPOINT ${entrypoint[$last]}"
 
 # 3. Run the build command itself, then inspect what it built.
+if ((!build)); then
+  ok "not building (--no-build)"
+  exit 0
+fi
 echo "dockerfile_check: running the Dockerfile's build command: $cmd"
 "${argv[@]}"
 target=${CARGO_TARGET_DIR:-target}
