@@ -48,6 +48,11 @@ echo "== building the Kubernetes control plane for the e2e suite"
 SLUICE_K8S_BIN="$(bash e2e/k8s/build.sh | tail -n 1)"
 export SLUICE_K8S_BIN
 command -v kubectl >/dev/null || export PATH="$SLUICE_K8S_BIN:$PATH"
+# helm, for the chart tests and the e2e harness (which installs the chart's RBAC),
+# built from its Go module the same way (cached under ~/.cache/sluice/helm).
+echo "== building helm for the chart tests"
+SLUICE_HELM="$(bash e2e/helm/build.sh | tail -n 1)"
+export SLUICE_HELM
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -55,6 +60,8 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (unit, fixtures, integration through the real binaries)"
 cargo test --all-targets --locked
+echo "== Dockerfile check (its build command run here; no image is built: no Docker engine)"
+bash e2e/dockerfile_check.sh
 echo "== demo smoke test (the README's first command, checked)"
 SLUICE_DEMO_PROFILE=debug SLUICE_DEMO_PORT="${SLUICE_DEMO_PORT:-18080}" SLUICE_DEMO_ADMIN_PORT="${SLUICE_DEMO_ADMIN_PORT:-18254}" SLUICE_DEMO_HTTPS_PORT="${SLUICE_DEMO_HTTPS_PORT:-18443}" \
   bash config/demo/run.sh --smoke

@@ -2,7 +2,7 @@
 //! kube-controller-manager started by `e2e/k8s/cluster.sh` (binaries built from the
 //! Kubernetes Go modules by `e2e/k8s/build.sh`), backends in network namespaces, and
 //! sluice running as a separate process with its own ServiceAccount token and the
-//! least-privilege RBAC of `config/rbac/sluice.yaml`.
+//! least-privilege RBAC of the Helm chart (the same as `config/rbac/sluice.yaml`).
 //! Every handle cleans up on drop, so a failing test leaves nothing behind.
 #![allow(dead_code)]
 
@@ -107,10 +107,16 @@ impl Cluster {
         self.kubectl_stdin(&["apply", "-f", "-"], Some(yaml));
     }
 
-    /// A kubeconfig for sluice's own ServiceAccount (RBAC from config/rbac/sluice.yaml).
+    /// A kubeconfig for sluice's own ServiceAccount, with exactly the Helm chart's RBAC
+    /// (see `apply_chart_rbac`); `SLUICE_E2E_RBAC=config` takes config/rbac/sluice.yaml
+    /// instead (tests/helm.rs checks that the two agree).
     pub fn sluice_kubeconfig(&self) -> PathBuf {
-        let rbac = std::fs::read_to_string(repo().join("config/rbac/sluice.yaml")).unwrap();
-        self.apply(&rbac);
+        if std::env::var("SLUICE_E2E_RBAC").as_deref() == Ok("config") {
+            let rbac = std::fs::read_to_string(repo().join("config/rbac/sluice.yaml")).unwrap();
+            self.apply(&rbac);
+        } else {
+            self.apply_chart_rbac();
+        }
         let token = self
             .kubectl(&[
                 "create",
@@ -133,6 +139,13 @@ impl Cluster {
         )
         .unwrap();
         path
+    }
+
+    /// Creates the ServiceAccount `sluice` in `sluice-system` with the chart's ClusterRole,
+    /// Role and bindings, from `helm template` of helm/sluice with default values.
+    pub fn apply_chart_rbac(&self) {
+        self.namespace(super::helm::NAMESPACE);
+        self.apply(&super::helm::rbac_manifests());
     }
 
     /// Creates the Node the test Pods are "scheduled" on.

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds the helm CLI (helm.sh/helm/v3/cmd/helm, version pinned in go.mod beside this
+# script) through the Go module proxy into
+# ${SLUICE_CACHE:-~/.cache/sluice}/helm/<version>/bin/helm, for the chart tests
+# (tests/helm.rs) and the e2e harness (the chart's RBAC). A helm already built from
+# the same go.mod/go.sum is kept, so a warm run takes well under a second. Progress
+# goes to stderr; the last line of stdout is the path of the helm binary.
+#
+#   e2e/helm/build.sh           # build if missing, print the binary's path
+#   SLUICE_BUILD_NICE=0 ...     # don't lower the build's priority (default: nice 10)
+#   GOFLAGS=-p=1 ...            # extra go flags are passed through
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${SLUICE_CACHE:-$HOME/.cache/sluice}/helm
+
+log() { echo "helm/build.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+command -v go >/dev/null 2>&1 ||
+  die "'go' not found in PATH. Install Go >= 1.25 (Debian: apt-get install golang-go; or https://go.dev/dl/)."
+
+# go.mod says 'go 1.25.0'. Go 1.21-1.24 can fetch that toolchain itself through the
+# module proxy when GOTOOLCHAIN allows it; older than 1.21 cannot.
+gover=$(go env GOVERSION 2>/dev/null || true)
+[[ $gover =~ ^go1\.([0-9]+) ]] || die "cannot parse the Go version ('$gover' from 'go env GOVERSION')"
+gominor=${BASH_REMATCH[1]}
+if ((gominor < 21)); then
+  die "Go $gover is too old: Go >= 1.25 is needed (>= 1.21 can download 1.25 itself)."
+elif ((gominor < 25)); then
+  if [[ -z ${GOTOOLCHAIN:-} || ${GOTOOLCHAIN} == local ]]; then
+    log "Go $gover < 1.25: letting go fetch the toolchain named in go.mod (GOTOOLCHAIN=auto)"
+    export GOTOOLCHAIN=auto
+  fi
+fi
+
+version=$(awk '$1 == "helm.sh/helm/v3" { print $2; exit }' "$here/go.mod")
+[[ $version =~ ^v3\.[0-9]+\.[0-9]+$ ]] || die "no helm.sh/helm/v3 release version in $here/go.mod"
+# The Kubernetes version helm assumes without a cluster (.Capabilities.KubeVersion in
+# `helm template`, deprecation checks in `helm lint`) follows its client-go, as
+# helm's own Makefile stamps it.
+client_go=$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$here/go.mod")
+[[ $client_go =~ ^v0\.([0-9]+)\.[0-9]+$ ]] || die "no k8s.io/client-go version in $here/go.mod"
+k8s_minor=${BASH_REMATCH[1]}
+
+bin=$cache/$version/bin
+mkdir -p "$bin" "$cache/gomod" "$cache/gocache"
+
+export GOMODCACHE=$cache/gomod GOCACHE=$cache/gocache CGO_ENABLED=0
+# -modcacherw: the module cache can be deleted with plain rm -rf.
+export GOFLAGS="-mod=mod -modcacherw -buildvcs=false ${GOFLAGS:-}"
+
+nice_cmd=()
+if [[ ${SLUICE_BUILD_NICE:-10} != 0 ]] && command -v nice >/dev/null 2>&1; then
+  nice_cmd=(nice -n "${SLUICE_BUILD_NICE:-10}")
+fi
+
+# Two runs at once (parallel test jobs) must not build into each other.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache/build.lock"
+  flock 9
+fi
+
+# What helm's Makefile stamps into release builds.
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$version"
+ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$k8s_minor"
+done
+stamp=$({ cat "$here/go.mod" "$here/go.sum"; echo "ldflags=$ldflags"; } | sha256sum | cut -d' ' -f1)
+
+if [[ -x $bin/helm && -f $bin/.helm.stamp && $(cat "$bin/.helm.stamp") == "$stamp" ]]; then
+  log "helm $version: up to date"
+else
+  log "building helm $version (a cold build takes a few minutes)"
+  tmp=$(mktemp -d "$bin/.tmp.XXXXXX")
+  start=$SECONDS
+  if ! (cd "$here" && "${nice_cmd[@]}" go build -trimpath -ldflags "$ldflags" \
+    -o "$tmp/helm" helm.sh/helm/v3/cmd/helm >&2); then
+    rm -rf "$tmp"
+    die "go build failed in $here"
+  fi
+  mv -f "$tmp/helm" "$bin/helm"
+  echo "$stamp" >"$bin/.helm.stamp"
+  rm -rf "$tmp"
+  log "built helm $version in $((SECONDS - start))s"
+fi
+echo "$bin/helm"
