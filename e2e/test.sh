@@ -17,6 +17,7 @@ command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v testssl >/dev/null || need_pkgs+=(testssl.sh)   # TLS configuration scan in tests/tls.rs
 command -v ip >/dev/null || need_pkgs+=(iproute2)            # network namespaces for e2e backends
+command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)  # real htpasswd hashes in tests/auth.rs
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "installing ${need_pkgs[*]}"

@@ -491,13 +491,8 @@ fn chart_flags_are_sluice_flags() {
         .output()
         .unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
-    // `--shutdown-grace-period` (controller.shutdownGracePeriod) arrives with the drain
-    // work; until then the value stays unset here (it is rendered only when set).
     let af = all_features();
-    let renderings = [
-        template(&[]),
-        template(&["-f", &af, "--set", "controller.shutdownGracePeriod="]),
-    ];
+    let renderings = [template(&[]), template(&["-f", &af])];
     for rendered in &renderings {
         for (flag, valued) in flags_of(rendered) {
             let line = help
