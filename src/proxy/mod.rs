@@ -8,6 +8,7 @@
 
 pub mod accesslog;
 pub mod balance;
+pub mod canary;
 pub mod errors;
 pub mod headers;
 pub mod service;

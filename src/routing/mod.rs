@@ -4,12 +4,14 @@
 //! `k8s_openapi`: translation converts Kubernetes objects into these types.
 
 pub mod balance;
+pub mod canary;
 pub mod certs;
 pub mod matcher;
 pub mod policy;
 pub mod table;
 
 pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
+pub use canary::{Canary, CanaryRules};
 pub use certs::CertTable;
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};
 pub use policy::{CidrSet, Policy, Redirect, Rewrite};

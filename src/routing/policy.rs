@@ -8,10 +8,13 @@
 //! compiled and CIDRs parsed here, never per request.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use regex::Regex;
+
+use super::table::Backend;
 
 /// Request handling set by one Ingress's annotations. `Default` is ingress-nginx's
 /// behaviour with no annotation.
@@ -36,6 +39,18 @@ pub struct Policy {
     pub upstream_vhost: Option<Box<str>>,
     /// `x-forwarded-prefix`: sent as `X-Forwarded-Prefix`.
     pub x_forwarded_prefix: Option<Box<str>>,
+    // Canary and host-level routing (`default-backend`, `preserve-trailing-slash`,
+    // `from-to-www-redirect`).
+    /// `default-backend`: a Service of the Ingress's namespace (its first port) that
+    /// answers instead when the rule's Service has no endpoints. Translation already
+    /// swaps it in for such routes; `custom-http-errors` sends intercepted errors here.
+    pub default_backend: Option<Arc<Backend>>,
+    /// `preserve-trailing-slash`: keep a trailing `/` in the https redirect's Location
+    /// (ingress-nginx strips one by default).
+    pub preserve_trailing_slash: bool,
+    /// `from-to-www-redirect`: this route only redirects, to the same URI on this host
+    /// (a synthetic route on `www.<host>`, or on `<host>` for a `www.` rule).
+    pub www_redirect: Option<Box<str>>,
 }
 
 impl Policy {

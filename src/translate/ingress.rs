@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, Se
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
-use super::annotations::{balance, policy};
+use super::annotations::{balance, canary, hosts, policy, upstream};
 use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
@@ -94,8 +94,15 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         config.configmap.as_ref(),
         &mut warnings,
     );
+    // Canary Ingresses add no routes, hosts, certificates or regex mode of their own:
+    // they only lend their backends to the main routes (annotations/canary.rs).
+    let primaries: Vec<&Ingress> = served
+        .iter()
+        .copied()
+        .filter(|i| !canary::is_canary(i))
+        .collect();
     let tls = super::tls::build(
-        &served,
+        &primaries,
         &snapshot.secrets,
         config.default_ssl_certificate.as_ref(),
         snapshot.observed_at,
@@ -115,7 +122,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
 
     // Regex hosts (COMPAT §3): one Ingress with use-regex or rewrite-target on a host
     // turns every path of that host into a regex.
-    for ing in &served {
+    for ing in &primaries {
         let regex = raw_annotation(ing, "use-regex")
             .is_some_and(|v| super::configmap::parse_bool(v) == Some(true))
             || raw_annotation(ing, "rewrite-target").is_some_and(|v| !v.trim().is_empty());
@@ -133,12 +140,29 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         }
     }
 
+    let hosts_plan = hosts::HostPlan::build(&primaries, &mut warnings);
+    hosts_plan.set_regex_modes(&mut table);
+    let canaries: Vec<&Ingress> = served
+        .iter()
+        .copied()
+        .filter(|i| canary::is_canary(i))
+        .collect();
+    let mut canary_plan =
+        canary::Plan::build(&canaries, &mut backends, &table.globals, &mut warnings);
+
     for ing in &served {
         let ns = namespace_of(&ing.metadata);
         let name = ing.metadata.name.as_deref().unwrap_or("");
         let me = (ObjKind::Ingress, ns, name);
         super::annotations::check_keys(ing, &mut warnings);
-        let (policy, path_options) = policy::parse(ing, &mut warnings);
+        if canary::is_canary(ing) {
+            continue;
+        }
+        canary::check_not_canary(ing, &mut warnings);
+        let (mut policy, path_options) = policy::parse(ing, &mut warnings);
+        hosts::apply_policy(ing, &mut policy, &mut warnings);
+        policy.default_backend = upstream::default_backend(ing, &mut backends, &mut warnings);
+        let service_upstream = upstream::service_upstream(ing, &mut warnings);
         let policy = Arc::new(policy);
         let Some(spec) = ing.spec.as_ref() else {
             continue;
@@ -188,7 +212,10 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     reason: why.clone(),
                 },
             )),
-            None => backends.resolve(ns, svc, port, me, warnings),
+            None => upstream::fallback(
+                upstream::resolve(backends, ing, service_upstream, svc, port, warnings),
+                &policy,
+            ),
         };
 
         if let Some(default) = &spec.default_backend {
@@ -216,6 +243,8 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     next_upstream: balancing.next_upstream,
                     policy: policy.clone(),
                     rewrite: None,
+                    canary: None,
+                    is_canary: false,
                 }));
             }
         }
@@ -308,9 +337,13 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     next_upstream: balancing.next_upstream,
                     policy: policy.clone(),
                     rewrite,
+                    canary: None,
+                    is_canary: false,
                 });
-                match table.hosts.entry(&pattern).insert(kind, path, route) {
+                let route = canary_plan.attach(&owner_key, route, &mut warnings);
+                match table.hosts.entry(&pattern).insert(kind, path, route.clone()) {
                     Ok(()) => {
+                        hosts_plan.insert_aliases(&mut table, &pattern, kind, path, &route);
                         owners.insert(owner_key, format!("{ns}/{name}"));
                         paths += 1;
                     }
@@ -326,6 +359,9 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
             }
         }
     }
+
+    hosts_plan.insert_redirects(&mut table);
+    canary_plan.finish(&mut table.default_backend, &mut warnings);
 
     if table.default_backend.is_none() {
         if let Some(dbs) = &config.default_backend_service {
@@ -427,14 +463,14 @@ fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProto
 }
 
 /// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.
-fn canonical(kind: PathKind, path: &str) -> String {
+pub(super) fn canonical(kind: PathKind, path: &str) -> String {
     match kind {
         PathKind::Exact => path.to_string(),
         PathKind::Prefix => path.trim_end_matches('/').to_string(),
     }
 }
 
-fn service_of<'b>(
+pub(super) fn service_of<'b>(
     backend: &'b IngressBackend,
     (kind, ns, name): (ObjKind, &str, &str),
     warnings: &mut Vec<Warning>,
@@ -461,7 +497,7 @@ fn service_of<'b>(
 }
 
 /// Checks a path as the API server would and resolves its kind.
-fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
+pub(super) fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
     let kind = match path_type {
         "Exact" => PathKind::Exact,
         "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
@@ -494,7 +530,7 @@ fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
 }
 
 /// A DNS-1123 subdomain, optionally with a single leading `*.` wildcard label.
-fn validate_host(host: &str) -> Result<(), String> {
+pub(super) fn validate_host(host: &str) -> Result<(), String> {
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.is_empty() || name.len() > 253 {
         return Err("not a valid DNS name".into());

@@ -9,8 +9,11 @@
 //! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
 pub mod balance;
+pub mod canary;
+pub mod hosts;
 pub mod policy;
 pub mod proxy_ssl;
+pub mod upstream;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
@@ -21,15 +24,26 @@ use super::{ObjKind, Warning};
 /// Keys (after the prefix) that sluice reads.
 pub const SUPPORTED: &[&str] = &[
     "affinity",
+    "affinity-canary-behavior",
     "affinity-mode",
     "allowlist-source-range",
     "app-root",
     "backend-protocol",
+    "canary",
+    "canary-by-cookie",
+    "canary-by-header",
+    "canary-by-header-pattern",
+    "canary-by-header-value",
+    "canary-weight",
+    "canary-weight-total",
+    "default-backend",
     "denylist-source-range",
     "force-ssl-redirect",
+    "from-to-www-redirect",
     "load-balance",
     "permanent-redirect",
     "permanent-redirect-code",
+    "preserve-trailing-slash",
     "proxy-body-size",
     "proxy-connect-timeout",
     "proxy-next-upstream",
@@ -45,6 +59,8 @@ pub const SUPPORTED: &[&str] = &[
     "proxy-ssl-verify",
     "proxy-ssl-verify-depth",
     "rewrite-target",
+    "server-alias",
+    "service-upstream",
     "session-cookie-change-on-failure",
     "session-cookie-conditional-samesite-none",
     "session-cookie-domain",
