@@ -17,6 +17,11 @@
 //! - {..., affinity: "persistent SESSION /app"} # mode, cookie name, cookie path; "none"
 //! - {..., clientIp: 600}                       # Service ClientIP timeout (s); 0 = none
 //! - {..., nextUpstream: "error timeout 3"}     # applied tokens, then tries
+//! - {..., canary: "ns/svc:80 header x-c, weight 20/100"}  # canary backend + rules; "none"
+//! - {..., canaryAffinity: "none"}               # the canary route's affinity (as `affinity`)
+//! - {..., defaultBackend: "ns/svc:80"}         # the `default-backend` annotation; "none"
+//! - {..., preserveTrailingSlash: true}
+//! - {host: www.a.example, path: /, wwwRedirect: a.example}  # from-to-www-redirect route
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -55,6 +60,11 @@ struct Request {
     affinity: Option<String>,
     client_ip: Option<u64>,
     next_upstream: Option<String>,
+    canary: Option<String>,
+    canary_affinity: Option<String>,
+    default_backend: Option<String>,
+    preserve_trailing_slash: Option<bool>,
+    www_redirect: Option<String>,
 }
 
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -124,6 +134,13 @@ fn run_case(dir: &Path) -> Result<(), String> {
             }
             continue;
         };
+        if let Some(want) = &r.www_redirect {
+            let got = route.policy.www_redirect.as_deref().unwrap_or("none");
+            if got != want {
+                errors.push(format!("{what}: wwwRedirect {got:?}, want {want:?}"));
+            }
+            continue;
+        }
         let b = &route.backend;
         let got_backend = format!("{}/{}:{}", b.namespace, b.service, b.port);
         if r.backend.as_deref() != Some(got_backend.as_str()) {
@@ -165,19 +182,60 @@ fn run_case(dir: &Path) -> Result<(), String> {
                 errors.push(format!("{what}: lb {got:?}, want {want:?}"));
             }
         }
-        if let Some(want) = &r.affinity {
-            let got = match &route.affinity {
+        let affinity_of = |route: &sluice::routing::Route| match &route.affinity {
+            None => "none".to_string(),
+            Some(a) => format!(
+                "{} {} {}",
+                match a.mode {
+                    AffinityMode::Balanced => "balanced",
+                    AffinityMode::Persistent => "persistent",
+                },
+                a.name,
+                a.path
+            ),
+        };
+        if let Some(want) = &r.canary {
+            let got = match &route.canary {
                 None => "none".to_string(),
-                Some(a) => format!(
-                    "{} {} {}",
-                    match a.mode {
-                        AffinityMode::Balanced => "balanced",
-                        AffinityMode::Persistent => "persistent",
-                    },
-                    a.name,
-                    a.path
-                ),
+                Some(c) => {
+                    let cb = &c.route.backend;
+                    format!(
+                        "{}/{}:{} {}",
+                        cb.namespace,
+                        cb.service,
+                        cb.port,
+                        c.rules.summary()
+                    )
+                }
             };
+            if &got != want {
+                errors.push(format!("{what}: canary {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.canary_affinity {
+            let got = route
+                .canary
+                .as_ref()
+                .map_or("no canary".to_string(), |c| affinity_of(&c.route));
+            if &got != want {
+                errors.push(format!("{what}: canary affinity {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.default_backend {
+            let got = route.policy.default_backend.as_ref().map_or("none".to_string(), |d| {
+                format!("{}/{}:{}", d.namespace, d.service, d.port)
+            });
+            if &got != want {
+                errors.push(format!("{what}: defaultBackend {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = r.preserve_trailing_slash {
+            if route.policy.preserve_trailing_slash != want {
+                errors.push(format!("{what}: preserveTrailingSlash, want {want}"));
+            }
+        }
+        if let Some(want) = &r.affinity {
+            let got = affinity_of(route);
             if &got != want {
                 errors.push(format!("{what}: affinity {got:?}, want {want:?}"));
             }
