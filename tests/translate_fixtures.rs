@@ -222,9 +222,13 @@ fn run_case(dir: &Path) -> Result<(), String> {
             }
         }
         if let Some(want) = &r.default_backend {
-            let got = route.policy.default_backend.as_ref().map_or("none".to_string(), |d| {
-                format!("{}/{}:{}", d.namespace, d.service, d.port)
-            });
+            let got = route
+                .policy
+                .default_backend
+                .as_ref()
+                .map_or("none".to_string(), |d| {
+                    format!("{}/{}:{}", d.namespace, d.service, d.port)
+                });
             if &got != want {
                 errors.push(format!("{what}: defaultBackend {got:?}, want {want:?}"));
             }
