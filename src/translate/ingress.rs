@@ -4,6 +4,11 @@
 //!
 //! `ImplementationSpecific` paths are treated as `Prefix` (regex mode arrives with the
 //! annotation parsers). `resource` backends are not proxied: the path is treated as absent.
+//!
+//! Canary Ingresses (`annotations/canary.rs`) add no routes, hosts or certificates:
+//! their backends are attached to the main routes of the same rule. `server-alias`
+//! and `from-to-www-redirect` (`annotations/hosts.rs`) add host entries that share the
+//! host's routes or only redirect.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -140,7 +145,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         }
     }
 
-    let hosts_plan = hosts::HostPlan::build(&primaries, &mut warnings);
+    let hosts_plan = hosts::HostPlan::build(&primaries, &tls.certs, &mut warnings);
     hosts_plan.set_regex_modes(&mut table);
     let canaries: Vec<&Ingress> = served
         .iter()
@@ -343,7 +348,14 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                 let route = canary_plan.attach(&owner_key, route, &mut warnings);
                 match table.hosts.entry(&pattern).insert(kind, path, route.clone()) {
                     Ok(()) => {
-                        hosts_plan.insert_aliases(&mut table, &pattern, kind, path, &route);
+                        hosts_plan.insert_aliases(
+                            &mut table,
+                            &pattern,
+                            kind,
+                            path,
+                            &route,
+                            force_ssl_redirect,
+                        );
                         owners.insert(owner_key, format!("{ns}/{name}"));
                         paths += 1;
                     }

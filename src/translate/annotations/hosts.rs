@@ -13,7 +13,9 @@
 //! every host of the Ingress that sets them; rules without a host already match
 //! every name. TLS for an alias: the certificate whose SANs cover the alias name is
 //! served (the host's own certificate when it covers it, as ingress-nginx; else
-//! another matching one, else the default certificate).
+//! another matching one, else the default certificate). The redirect to https applies
+//! to an alias only when such a certificate exists (or with `force-ssl-redirect`), as
+//! ingress-nginx redirects only names it has a certificate configured for.
 //!
 //! `from-to-www-redirect: "true"` on any Ingress of host `h` (exact hosts only): requests
 //! for `www.h` (or for `h` minus `www.` when the rule's host is `www.h`) answer
@@ -39,7 +41,9 @@ use super::super::backends::namespace_of;
 use super::super::configmap::parse_bool;
 use super::super::ingress::{raw_annotation, validate_host};
 use super::super::{ObjKind, Warning};
-use crate::routing::{Backend, Endpoints, HostPattern, PathKind, Policy, Route, RoutingTable};
+use crate::routing::{
+    Backend, CertTable, Endpoints, HostPattern, PathKind, Policy, Route, RoutingTable,
+};
 
 const P: &str = "nginx.ingress.kubernetes.io/";
 
@@ -86,15 +90,20 @@ fn rule_hosts(ing: &Ingress) -> impl Iterator<Item = HostPattern> + '_ {
 /// Aliases and www redirects of the whole table, decided before any rule is inserted.
 #[derive(Debug, Default)]
 pub struct HostPlan {
-    /// Host → the alias names that get its rules.
-    aliases: HashMap<HostPattern, Vec<HostPattern>>,
+    /// Host → the alias names that get its rules, each with whether a certificate of
+    /// the table covers it.
+    aliases: HashMap<HostPattern, Vec<(HostPattern, bool)>>,
     /// Redirecting name → (target host, namespace and name of the Ingress asking).
     redirects: Vec<(String, String, String, String)>,
 }
 
 impl HostPlan {
     /// `primaries`: the served non-canary Ingresses, oldest first.
-    pub fn build(primaries: &[&Ingress], warnings: &mut Vec<Warning>) -> HostPlan {
+    pub fn build(
+        primaries: &[&Ingress],
+        certs: &CertTable,
+        warnings: &mut Vec<Warning>,
+    ) -> HostPlan {
         let real: HashSet<HostPattern> = primaries.iter().flat_map(|i| rule_hosts(i)).collect();
         let mut plan = HostPlan::default();
 
@@ -200,7 +209,7 @@ impl HostPlan {
                         continue;
                     }
                     taken.insert(alias.clone(), host.clone());
-                    mine.push(alias.clone());
+                    mine.push((alias.clone(), certs.resolve(&alias.to_string()).is_some()));
                 }
                 if !mine.is_empty() {
                     plan.aliases.insert(host, mine);
@@ -215,14 +224,17 @@ impl HostPlan {
     pub fn set_regex_modes(&self, table: &mut RoutingTable) {
         for (host, aliases) in &self.aliases {
             if table.hosts.get(host).is_some_and(|m| m.is_regex_mode()) {
-                for a in aliases {
+                for (a, _) in aliases {
                     table.hosts.entry(a).set_regex_mode();
                 }
             }
         }
     }
 
-    /// Gives a rule just inserted for `host` to the host's aliases too.
+    /// Gives a rule just inserted for `host` to the host's aliases too. The redirect to
+    /// https follows the host's, except that (as ingress-nginx, which configures the
+    /// host's certificate for an alias only when it covers the name) an alias no
+    /// certificate covers is not redirected unless `force-ssl-redirect` is set.
     pub fn insert_aliases(
         &self,
         table: &mut RoutingTable,
@@ -230,10 +242,18 @@ impl HostPlan {
         kind: PathKind,
         path: &str,
         route: &Arc<Route>,
+        force_ssl_redirect: bool,
     ) {
-        for a in self.aliases.get(host).into_iter().flatten() {
+        for (a, has_cert) in self.aliases.get(host).into_iter().flatten() {
+            let route = if route.ssl_redirect && !force_ssl_redirect && !has_cert {
+                let mut r = (**route).clone();
+                r.ssl_redirect = false;
+                Arc::new(r)
+            } else {
+                route.clone()
+            };
             // The host accepted the rule, so its alias (same mode, same rules) does too.
-            let _ = table.hosts.entry(a).insert(kind, path, route.clone());
+            let _ = table.hosts.entry(a).insert(kind, path, route);
         }
     }
 
