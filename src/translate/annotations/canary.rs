@@ -109,7 +109,8 @@ pub fn parse_rules(ing: &Ingress, warnings: &mut Vec<Warning>) -> (CanaryRules, 
         ..CanaryRules::default()
     };
     if let Some(h) = get("canary-by-header").filter(|h| !h.is_empty()) {
-        match http::HeaderName::from_bytes(h.as_bytes()) {
+        // nginx reads it as `$http_<name>`, where `_` and `-` are the same.
+        match http::HeaderName::from_bytes(h.replace('_', "-").as_bytes()) {
             Ok(name) => rules.header = Some(name),
             Err(_) => warn(
                 ing,
@@ -465,5 +466,85 @@ impl Plan {
                 ),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingress(annotations: &[(&str, &str)]) -> Ingress {
+        let mut ing = Ingress::default();
+        ing.metadata.name = Some("c".into());
+        ing.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (format!("{P}{k}"), v.to_string()))
+                .collect(),
+        );
+        ing
+    }
+
+    fn messages(w: &[Warning]) -> Vec<String> {
+        w.iter().map(|w| w.message.clone()).collect()
+    }
+
+    #[test]
+    fn rules_as_ingress_nginx_reads_them() {
+        let mut w = Vec::new();
+        let ing = ingress(&[
+            ("canary", "true"),
+            ("canary-by-header", "X_Canary_Flag"),
+            ("canary-by-header-value", "on"),
+            ("canary-by-header-pattern", "ignored("),
+            ("canary-by-cookie", "beta"),
+            ("canary-weight", "250"),
+            ("canary-weight-total", "1000"),
+            ("affinity-canary-behavior", "legacy"),
+        ]);
+        assert!(is_canary(&ing));
+        let (r, legacy) = parse_rules(&ing, &mut w);
+        assert!(w.is_empty(), "{:?}", messages(&w));
+        assert!(legacy);
+        assert_eq!(
+            r.summary(),
+            "header x-canary-flag=on, cookie beta, weight 250/1000"
+        );
+
+        let ing = ingress(&[
+            ("canary", "true"),
+            ("canary-by-header-value", "on"),
+            ("canary-by-cookie", "bad;name"),
+            ("canary-weight", "-5"),
+            ("canary-weight-total", "50"),
+            ("affinity-canary-behavior", "sometimes"),
+        ]);
+        let (r, legacy) = parse_rules(&ing, &mut w);
+        assert!(!legacy);
+        assert_eq!(r.summary(), "weight 0/100");
+        assert_eq!(w.len(), 4, "{:?}", messages(&w));
+
+        let mut w = Vec::new();
+        let ing = ingress(&[
+            ("canary", "true"),
+            ("canary-by-header", "x-user"),
+            ("canary-by-header-pattern", "(unclosed"),
+            ("canary-weight", "many"),
+        ]);
+        let (r, _) = parse_rules(&ing, &mut w);
+        assert_eq!(r.summary(), "header x-user, weight 0/100");
+        assert_eq!(w.len(), 2, "{:?}", messages(&w));
+    }
+
+    #[test]
+    fn canary_keys_without_canary_true_warn() {
+        let mut w = Vec::new();
+        let ing = ingress(&[("canary", "yes"), ("canary-weight", "10")]);
+        assert!(!is_canary(&ing));
+        check_not_canary(&ing, &mut w);
+        assert_eq!(w.len(), 2, "{:?}", messages(&w));
+        let mut w = Vec::new();
+        check_not_canary(&ingress(&[("canary", "false")]), &mut w);
+        assert!(w.is_empty());
     }
 }
