@@ -231,7 +231,9 @@ fn plain_http_redirects_with_308_except_acme_and_annotations() {
             "/a/b?x=1&y=2",
             "https://secure.example/a/b?x=1&y=2",
         ),
-        ("secure.example", "/", "https://secure.example/"),
+        // ingress-nginx drops one trailing slash (preserve-trailing-slash keeps it).
+        ("secure.example", "/", "https://secure.example"),
+        ("secure.example", "/dir/", "https://secure.example/dir"),
         ("secure.example", "/more/x", "https://secure.example/more/x"),
         (
             "secure.example",

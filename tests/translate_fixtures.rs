@@ -30,6 +30,11 @@
 //! - {..., limits: none}                        # or (omitted numbers = 0, exempt = []):
 //! - {..., limits: {rps: 10, rpsBurst: 50, rpm: 0, rpmBurst: 0, connections: 2,
 //!                  exempt: ["10.0.0.0/8"], broken: false, zone: ns/ingress}}
+//! - {..., canary: "ns/svc:80 header x-c, weight 20/100"}  # canary backend + rules; "none"
+//! - {..., canaryAffinity: "none"}               # the canary route's affinity (as `affinity`)
+//! - {..., defaultBackend: "ns/svc:80"}         # the `default-backend` annotation; "none"
+//! - {..., preserveTrailingSlash: true}
+//! - {host: www.a.example, path: /, wwwRedirect: a.example}  # from-to-www-redirect route
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -76,6 +81,11 @@ struct Request {
     auth: Option<String>,
     cors: Option<Setting<CorsExpect>>,
     limits: Option<Setting<LimitsExpect>>,
+    canary: Option<String>,
+    canary_affinity: Option<String>,
+    default_backend: Option<String>,
+    preserve_trailing_slash: Option<bool>,
+    www_redirect: Option<String>,
 }
 
 /// `"off"`/`none`, or the expected settings.
@@ -186,6 +196,13 @@ fn run_case(dir: &Path) -> Result<(), String> {
             }
             continue;
         };
+        if let Some(want) = &r.www_redirect {
+            let got = route.policy.www_redirect.as_deref().unwrap_or("none");
+            if got != want {
+                errors.push(format!("{what}: wwwRedirect {got:?}, want {want:?}"));
+            }
+            continue;
+        }
         let b = &route.backend;
         let got_backend = format!("{}/{}:{}", b.namespace, b.service, b.port);
         if r.backend.as_deref() != Some(got_backend.as_str()) {
@@ -227,19 +244,64 @@ fn run_case(dir: &Path) -> Result<(), String> {
                 errors.push(format!("{what}: lb {got:?}, want {want:?}"));
             }
         }
-        if let Some(want) = &r.affinity {
-            let got = match &route.affinity {
+        let affinity_of = |route: &sluice::routing::Route| match &route.affinity {
+            None => "none".to_string(),
+            Some(a) => format!(
+                "{} {} {}",
+                match a.mode {
+                    AffinityMode::Balanced => "balanced",
+                    AffinityMode::Persistent => "persistent",
+                },
+                a.name,
+                a.path
+            ),
+        };
+        if let Some(want) = &r.canary {
+            let got = match &route.canary {
                 None => "none".to_string(),
-                Some(a) => format!(
-                    "{} {} {}",
-                    match a.mode {
-                        AffinityMode::Balanced => "balanced",
-                        AffinityMode::Persistent => "persistent",
-                    },
-                    a.name,
-                    a.path
-                ),
+                Some(c) => {
+                    let cb = &c.route.backend;
+                    format!(
+                        "{}/{}:{} {}",
+                        cb.namespace,
+                        cb.service,
+                        cb.port,
+                        c.rules.summary()
+                    )
+                }
             };
+            if &got != want {
+                errors.push(format!("{what}: canary {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.canary_affinity {
+            let got = route
+                .canary
+                .as_ref()
+                .map_or("no canary".to_string(), |c| affinity_of(&c.route));
+            if &got != want {
+                errors.push(format!("{what}: canary affinity {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.default_backend {
+            let got = route
+                .policy
+                .default_backend
+                .as_ref()
+                .map_or("none".to_string(), |d| {
+                    format!("{}/{}:{}", d.namespace, d.service, d.port)
+                });
+            if &got != want {
+                errors.push(format!("{what}: defaultBackend {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = r.preserve_trailing_slash {
+            if route.policy.preserve_trailing_slash != want {
+                errors.push(format!("{what}: preserveTrailingSlash, want {want}"));
+            }
+        }
+        if let Some(want) = &r.affinity {
+            let got = affinity_of(route);
             if &got != want {
                 errors.push(format!("{what}: affinity {got:?}, want {want:?}"));
             }

@@ -247,8 +247,8 @@ impl Balancer {
                     set_cookie: None,
                 })
             };
-            if pick.is_some() {
-                return pick;
+            if let Some(p) = pick {
+                return Some(super::canary::mark_pick(route, p));
             }
         }
         None
@@ -340,7 +340,7 @@ impl Balancer {
     ) -> Option<Pick> {
         let backend = &*route.backend;
         let addrs = backend.addrs();
-        let cookie = cookie_value(info.req, &aff.name);
+        let cookie = super::canary::own_affinity_cookie(route, cookie_value(info.req, &aff.name));
         match aff.mode {
             AffinityMode::Persistent => {
                 let ids = backend.persistent_ids.get_or_init(|| {

@@ -10,6 +10,7 @@
 pub mod accesslog;
 pub mod auth;
 pub mod balance;
+pub mod canary;
 pub mod cors;
 pub mod errors;
 pub mod headers;

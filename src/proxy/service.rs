@@ -352,7 +352,8 @@ impl ProxyHttp for SluiceProxy {
             // ingress-nginx's redirect to https: same host (without the port) and URI.
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let bare_host = crate::routing::normalize_host(host);
-            let location = format!("https://{bare_host}{target}");
+            let preserve = route.policy.preserve_trailing_slash;
+            let location = super::canary::https_location(&bare_host, target, preserve);
             let code = table.globals.http_redirect_code;
             ctx.table = Some(table);
             ctx.route = Some(route);
@@ -364,6 +365,14 @@ impl ProxyHttp for SluiceProxy {
         // phase), then the access lists (access phase), then the body size.
         let policy = route.policy.clone();
         ctx.route = Some(route);
+        if let Some(l) = super::canary::www_redirect(&policy, session.req_header(), ctx.tls) {
+            let code = ctx
+                .table
+                .as_ref()
+                .map_or(308, |t| t.globals.http_redirect_code);
+            respond_with(session, code, ctx, Some(&l)).await?;
+            return Ok(true);
+        }
         if let Some(r) = &policy.redirect {
             respond_with(session, r.code, ctx, Some(&r.location)).await?;
             return Ok(true);
@@ -445,6 +454,14 @@ impl ProxyHttp for SluiceProxy {
         if !has_endpoints {
             respond(session, 503, ctx).await?;
             return Ok(true);
+        }
+        let req = session.req_header();
+        if let Some(alt) = ctx
+            .route
+            .as_ref()
+            .and_then(|r| super::canary::choose(r, req))
+        {
+            ctx.route = Some(alt);
         }
         Ok(false)
     }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod balance;
+pub mod canary;
 pub mod certs;
 pub mod cors;
 pub mod limits;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod table;
 
 pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
+pub use canary::{Canary, CanaryRules};
 pub use certs::CertTable;
 pub use cors::{AllowOrigin, Cors, OriginPattern};
 pub use limits::{Rate, RateLimits};

@@ -8,12 +8,14 @@
 //! compiled and CIDRs parsed here, never per request.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use regex::Regex;
 
 use super::auth::{BasicAuth, ExternalAuth};
+use super::table::Backend;
 
 /// Request handling set by one Ingress's annotations. `Default` is ingress-nginx's
 /// behaviour with no annotation.
@@ -54,6 +56,18 @@ pub struct Policy {
     pub cors: Option<super::cors::Cors>,
     /// `limit-rps` / `-rpm` / `-connections` (`None`: the Ingress sets no limit).
     pub limits: Option<super::limits::RateLimits>,
+    // Canary and host-level routing (`default-backend`, `preserve-trailing-slash`,
+    // `from-to-www-redirect`).
+    /// `default-backend`: a Service of the Ingress's namespace (its first port) that
+    /// answers instead when the rule's Service has no endpoints. Translation already
+    /// swaps it in for such routes; `custom-http-errors` sends intercepted errors here.
+    pub default_backend: Option<Arc<Backend>>,
+    /// `preserve-trailing-slash`: keep a trailing `/` in the https redirect's Location
+    /// (ingress-nginx strips one by default).
+    pub preserve_trailing_slash: bool,
+    /// `from-to-www-redirect`: this route only redirects, to the same URI on this host
+    /// (a synthetic route on `www.<host>`, or on `<host>` for a `www.` rule).
+    pub www_redirect: Option<Box<str>>,
 }
 
 impl Policy {

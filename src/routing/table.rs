@@ -18,7 +18,7 @@ use super::matcher::{normalize_host, HostIndex, PathKind, PathMatcher};
 use super::policy::{Policy, Rewrite};
 
 /// Where a matched request goes and what it is reported as.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     pub backend: Arc<Backend>,
     /// `namespace/name` of the Ingress that defined the rule (for logs and metrics).
@@ -48,6 +48,12 @@ pub struct Route {
     pub policy: Arc<Policy>,
     /// `rewrite-target` for this rule.
     pub rewrite: Option<Arc<Rewrite>>,
+    // Canary (`canary-*` annotations of another Ingress on the same host+path+pathType).
+    /// The canary alternative, chosen per request by its rules (`proxy::canary`).
+    pub canary: Option<Arc<super::canary::Canary>>,
+    /// This route is itself a canary alternative (its affinity cookies are marked so a
+    /// client stays on the canary, as ingress-nginx's per-backend cookie values do).
+    pub is_canary: bool,
 }
 
 /// ingress-nginx's `proxy-ssl-*` annotations, parsed once during translation into the
@@ -104,6 +110,8 @@ impl Route {
             next_upstream: NextUpstream::default(),
             policy: Arc::new(Policy::unrestricted()),
             rewrite: None,
+            canary: None,
+            is_canary: false,
         }
     }
 }

@@ -76,6 +76,11 @@ impl<'a> BackendIndex<'a> {
         })
     }
 
+    /// A Service by namespace and name.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
+        self.services.get(&(namespace, name)).copied()
+    }
+
     pub fn backend_count(&self) -> usize {
         self.built.len()
     }

@@ -4,6 +4,11 @@
 //!
 //! `ImplementationSpecific` paths are treated as `Prefix` (regex mode arrives with the
 //! annotation parsers). `resource` backends are not proxied: the path is treated as absent.
+//!
+//! Canary Ingresses (`annotations/canary.rs`) add no routes, hosts or certificates:
+//! their backends are attached to the main routes of the same rule. `server-alias`
+//! and `from-to-www-redirect` (`annotations/hosts.rs`) add host entries that share the
+//! host's routes or only redirect.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, Se
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
-use super::annotations::{auth, balance, cors, limits, policy};
+use super::annotations::{auth, balance, canary, cors, hosts, limits, policy, upstream};
 use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
@@ -94,8 +99,15 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         config.configmap.as_ref(),
         &mut warnings,
     );
+    // Canary Ingresses add no routes, hosts, certificates or regex mode of their own:
+    // they only lend their backends to the main routes (annotations/canary.rs).
+    let primaries: Vec<&Ingress> = served
+        .iter()
+        .copied()
+        .filter(|i| !canary::is_canary(i))
+        .collect();
     let tls = super::tls::build(
-        &served,
+        &primaries,
         &snapshot.secrets,
         config.default_ssl_certificate.as_ref(),
         snapshot.observed_at,
@@ -115,7 +127,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
 
     // Regex hosts (COMPAT §3): one Ingress with use-regex or rewrite-target on a host
     // turns every path of that host into a regex.
-    for ing in &served {
+    for ing in &primaries {
         let regex = raw_annotation(ing, "use-regex")
             .is_some_and(|v| super::configmap::parse_bool(v) == Some(true))
             || raw_annotation(ing, "rewrite-target").is_some_and(|v| !v.trim().is_empty());
@@ -133,15 +145,32 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         }
     }
 
+    let hosts_plan = hosts::HostPlan::build(&primaries, &tls.certs, &mut warnings);
+    hosts_plan.set_regex_modes(&mut table);
+    let canaries: Vec<&Ingress> = served
+        .iter()
+        .copied()
+        .filter(|i| canary::is_canary(i))
+        .collect();
+    let mut canary_plan =
+        canary::Plan::build(&canaries, &mut backends, &table.globals, &mut warnings);
+
     for ing in &served {
         let ns = namespace_of(&ing.metadata);
         let name = ing.metadata.name.as_deref().unwrap_or("");
         let me = (ObjKind::Ingress, ns, name);
         super::annotations::check_keys(ing, &mut warnings);
+        if canary::is_canary(ing) {
+            continue;
+        }
+        canary::check_not_canary(ing, &mut warnings);
         let (mut policy, path_options) = policy::parse(ing, &mut warnings);
         auth::parse(ing, &secrets, &mut policy, &mut warnings);
         policy.cors = cors::parse(ing, &mut warnings);
         policy.limits = limits::parse(ing, &mut warnings);
+        hosts::apply_policy(ing, &mut policy, &mut warnings);
+        policy.default_backend = upstream::default_backend(ing, &mut backends, &mut warnings);
+        let service_upstream = upstream::service_upstream(ing, &mut warnings);
         let policy = Arc::new(policy);
         let Some(spec) = ing.spec.as_ref() else {
             continue;
@@ -191,7 +220,10 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     reason: why.clone(),
                 },
             )),
-            None => backends.resolve(ns, svc, port, me, warnings),
+            None => upstream::fallback(
+                upstream::resolve(backends, ing, service_upstream, svc, port, warnings),
+                &policy,
+            ),
         };
 
         if let Some(default) = &spec.default_backend {
@@ -220,6 +252,8 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     next_upstream: balancing.next_upstream,
                     policy: policy.clone(),
                     rewrite: None,
+                    canary: None,
+                    is_canary: false,
                 }));
             }
         }
@@ -328,9 +362,20 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                     next_upstream: balancing.next_upstream,
                     policy: policy.clone(),
                     rewrite,
+                    canary: None,
+                    is_canary: false,
                 });
-                match table.hosts.entry(&pattern).insert(kind, path, route) {
+                let route = canary_plan.attach(&owner_key, route, &mut warnings);
+                match table.hosts.entry(&pattern).insert(kind, path, route.clone()) {
                     Ok(()) => {
+                        hosts_plan.insert_aliases(
+                            &mut table,
+                            &pattern,
+                            kind,
+                            path,
+                            &route,
+                            force_ssl_redirect,
+                        );
                         owners.insert(owner_key, format!("{ns}/{name}"));
                         paths += 1;
                     }
@@ -346,6 +391,9 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
             }
         }
     }
+
+    hosts_plan.insert_redirects(&mut table);
+    canary_plan.finish(&mut table.default_backend, &mut warnings);
 
     if table.default_backend.is_none() {
         if let Some(dbs) = &config.default_backend_service {
@@ -448,14 +496,14 @@ fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProto
 }
 
 /// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.
-fn canonical(kind: PathKind, path: &str) -> String {
+pub(super) fn canonical(kind: PathKind, path: &str) -> String {
     match kind {
         PathKind::Exact => path.to_string(),
         PathKind::Prefix => path.trim_end_matches('/').to_string(),
     }
 }
 
-fn service_of<'b>(
+pub(super) fn service_of<'b>(
     backend: &'b IngressBackend,
     (kind, ns, name): (ObjKind, &str, &str),
     warnings: &mut Vec<Warning>,
@@ -482,7 +530,7 @@ fn service_of<'b>(
 }
 
 /// Checks a path as the API server would and resolves its kind.
-fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
+pub(super) fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
     let kind = match path_type {
         "Exact" => PathKind::Exact,
         "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
@@ -515,7 +563,7 @@ fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
 }
 
 /// A DNS-1123 subdomain, optionally with a single leading `*.` wildcard label.
-fn validate_host(host: &str) -> Result<(), String> {
+pub(super) fn validate_host(host: &str) -> Result<(), String> {
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.is_empty() || name.len() > 253 {
         return Err("not a valid DNS name".into());

@@ -10,11 +10,14 @@
 
 pub mod auth;
 pub mod balance;
+pub mod canary;
 pub mod cors;
+pub mod hosts;
 pub mod limits;
 pub mod notes;
 pub mod policy;
 pub mod proxy_ssl;
+pub mod upstream;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
@@ -25,6 +28,7 @@ use super::{ObjKind, Warning};
 /// Keys (after the prefix) that sluice reads.
 pub const SUPPORTED: &[&str] = &[
     "affinity",
+    "affinity-canary-behavior",
     "affinity-mode",
     "allowlist-source-range",
     "app-root",
@@ -40,6 +44,13 @@ pub const SUPPORTED: &[&str] = &[
     "auth-type",
     "auth-url",
     "backend-protocol",
+    "canary",
+    "canary-by-cookie",
+    "canary-by-header",
+    "canary-by-header-pattern",
+    "canary-by-header-value",
+    "canary-weight",
+    "canary-weight-total",
     "client-body-buffer-size",
     "cors-allow-credentials",
     "cors-allow-headers",
@@ -47,9 +58,11 @@ pub const SUPPORTED: &[&str] = &[
     "cors-allow-origin",
     "cors-expose-headers",
     "cors-max-age",
+    "default-backend",
     "denylist-source-range",
     "enable-cors",
     "force-ssl-redirect",
+    "from-to-www-redirect",
     "limit-allowlist",
     "limit-burst-multiplier",
     "limit-connections",
@@ -59,6 +72,7 @@ pub const SUPPORTED: &[&str] = &[
     "load-balance",
     "permanent-redirect",
     "permanent-redirect-code",
+    "preserve-trailing-slash",
     "proxy-body-size",
     "proxy-buffer-size",
     "proxy-buffering",
@@ -78,6 +92,8 @@ pub const SUPPORTED: &[&str] = &[
     "proxy-ssl-verify",
     "proxy-ssl-verify-depth",
     "rewrite-target",
+    "server-alias",
+    "service-upstream",
     "session-cookie-change-on-failure",
     "session-cookie-conditional-samesite-none",
     "session-cookie-domain",
