@@ -635,18 +635,7 @@ mod tests {
     #[test]
     fn persistent_cookie_sticks_and_is_rewritten_when_its_endpoint_goes() {
         let mut r = route(3, LbPolicy::RoundRobin);
-        let aff = CookieAffinity {
-            mode: AffinityMode::Persistent,
-            name: "S".into(),
-            path: "/".into(),
-            expires: None,
-            max_age: None,
-            samesite: None,
-            conditional_samesite_none: false,
-            secure: false,
-            domain: None,
-            change_on_failure: false,
-        };
+        let aff = CookieAffinity::new(AffinityMode::Persistent, "S");
         r.affinity = Some(Arc::new(aff));
         let b = Balancer::new(Some(b"k"));
         let h = req("/", None);

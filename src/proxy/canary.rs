@@ -174,20 +174,7 @@ mod tests {
             ))
         };
         let mut main = Route::new(backend("main"), "ns", "ing", "/", PathKind::Prefix);
-        main.affinity = affinity.map(|mode| {
-            Arc::new(CookieAffinity {
-                mode,
-                name: "S".into(),
-                path: "/".into(),
-                expires: None,
-                max_age: None,
-                samesite: None,
-                conditional_samesite_none: false,
-                secure: false,
-                domain: None,
-                change_on_failure: false,
-            })
-        });
+        main.affinity = affinity.map(|mode| Arc::new(CookieAffinity::new(mode, "S")));
         let mut alt = main.clone();
         alt.backend = backend("canary");
         alt.is_canary = true;

@@ -167,6 +167,24 @@ pub struct CookieAffinity {
     pub change_on_failure: bool,
 }
 
+impl CookieAffinity {
+    /// Cookie affinity with every `session-cookie-*` setting at its default.
+    pub fn new(mode: AffinityMode, name: &str) -> CookieAffinity {
+        CookieAffinity {
+            mode,
+            name: name.into(),
+            path: "/".into(),
+            expires: None,
+            max_age: None,
+            samesite: None,
+            conditional_samesite_none: false,
+            secure: false,
+            domain: None,
+            change_on_failure: false,
+        }
+    }
+}
+
 /// `proxy-next-upstream`, `-tries`, `-timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NextUpstream {

@@ -74,18 +74,7 @@ pub fn parse(
     match get("affinity") {
         None | Some("") => {}
         Some(v) if v.eq_ignore_ascii_case("cookie") => {
-            let mut a = CookieAffinity {
-                mode: AffinityMode::Balanced,
-                name: "INGRESSCOOKIE".into(),
-                path: "/".into(),
-                expires: None,
-                max_age: None,
-                samesite: None,
-                conditional_samesite_none: false,
-                secure: false,
-                domain: None,
-                change_on_failure: false,
-            };
+            let mut a = CookieAffinity::new(AffinityMode::Balanced, "INGRESSCOOKIE");
             match get("affinity-mode") {
                 None | Some("") => {}
                 Some(m) if m.eq_ignore_ascii_case("balanced") => {}
