@@ -17,22 +17,8 @@ cache=${SLUICE_CACHE:-$HOME/.cache/sluice}/helm
 log() { echo "helm/build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-command -v go >/dev/null 2>&1 ||
-  die "'go' not found in PATH. Install Go >= 1.25 (Debian: apt-get install golang-go; or https://go.dev/dl/)."
-
-# go.mod says 'go 1.25.0'. Go 1.21-1.24 can fetch that toolchain itself through the
-# module proxy when GOTOOLCHAIN allows it; older than 1.21 cannot.
-gover=$(go env GOVERSION 2>/dev/null || true)
-[[ $gover =~ ^go1\.([0-9]+) ]] || die "cannot parse the Go version ('$gover' from 'go env GOVERSION')"
-gominor=${BASH_REMATCH[1]}
-if ((gominor < 21)); then
-  die "Go $gover is too old: Go >= 1.25 is needed (>= 1.21 can download 1.25 itself)."
-elif ((gominor < 25)); then
-  if [[ -z ${GOTOOLCHAIN:-} || ${GOTOOLCHAIN} == local ]]; then
-    log "Go $gover < 1.25: letting go fetch the toolchain named in go.mod (GOTOOLCHAIN=auto)"
-    export GOTOOLCHAIN=auto
-  fi
-fi
+# shellcheck source=e2e/go_toolchain.sh
+source "$here/../go_toolchain.sh"
 
 version=$(awk '$1 == "helm.sh/helm/v3" { print $2; exit }' "$here/go.mod")
 [[ $version =~ ^v3\.[0-9]+\.[0-9]+$ ]] || die "no helm.sh/helm/v3 release version in $here/go.mod"
