@@ -8,6 +8,7 @@ pub mod certs;
 pub mod matcher;
 pub mod policy;
 pub mod table;
+pub mod template;
 
 pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
 pub use certs::CertTable;
@@ -17,3 +18,4 @@ pub use table::{
     Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,
     UpstreamProtocol, UpstreamTls,
 };
+pub use template::{HeaderTemplate, LogEscape, LogFormat, Template, Var};

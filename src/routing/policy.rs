@@ -8,10 +8,13 @@
 //! compiled and CIDRs parsed here, never per request.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use regex::Regex;
+
+use super::table::Backend;
 
 /// Request handling set by one Ingress's annotations. `Default` is ingress-nginx's
 /// behaviour with no annotation.
@@ -36,6 +39,16 @@ pub struct Policy {
     pub upstream_vhost: Option<Box<str>>,
     /// `x-forwarded-prefix`: sent as `X-Forwarded-Prefix`.
     pub x_forwarded_prefix: Option<Box<str>>,
+
+    // Custom error pages and the access log (issue 6, items 2 and 6).
+    /// `custom-http-errors`: statuses whose responses are replaced by the error
+    /// backend's page (sorted). `None`: the ConfigMap's list applies.
+    pub custom_http_errors: Option<Box<[u16]>>,
+    /// `default-backend`: a Service of the Ingress's namespace (its first port) that
+    /// serves this Ingress's error pages instead of `--default-backend-service`.
+    pub default_backend: Option<Arc<Backend>>,
+    /// `enable-access-log`: `Some(false)` silences this Ingress's requests.
+    pub access_log: Option<bool>,
 }
 
 impl Policy {

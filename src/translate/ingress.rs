@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, Se
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
-use super::annotations::{balance, policy};
+use super::annotations::{balance, custom_errors, policy};
 use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
@@ -138,7 +138,8 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         let name = ing.metadata.name.as_deref().unwrap_or("");
         let me = (ObjKind::Ingress, ns, name);
         super::annotations::check_keys(ing, &mut warnings);
-        let (policy, path_options) = policy::parse(ing, &mut warnings);
+        let (mut policy, path_options) = policy::parse(ing, &mut warnings);
+        custom_errors::parse(ing, &mut policy, &mut backends, &mut warnings);
         let policy = Arc::new(policy);
         let Some(spec) = ing.spec.as_ref() else {
             continue;
@@ -327,12 +328,14 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         }
     }
 
-    if table.default_backend.is_none() {
-        if let Some(dbs) = &config.default_backend_service {
-            let port = backends.first_port(&dbs.namespace, &dbs.name);
-            let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
-            let backend =
-                backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
+    if let Some(dbs) = &config.default_backend_service {
+        let port = backends.first_port(&dbs.namespace, &dbs.name);
+        let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
+        let backend =
+            backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
+        // Also the error backend of custom-http-errors.
+        table.error_backend = Some(backend.clone());
+        if table.default_backend.is_none() {
             let mut route = Route::new(backend, "", "", "", PathKind::Prefix);
             route.lb = table.globals.load_balance.clone();
             route.next_upstream = table.globals.next_upstream;

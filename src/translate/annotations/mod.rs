@@ -9,6 +9,7 @@
 //! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
 pub mod balance;
+pub mod custom_errors;
 pub mod policy;
 pub mod proxy_ssl;
 
@@ -25,7 +26,10 @@ pub const SUPPORTED: &[&str] = &[
     "allowlist-source-range",
     "app-root",
     "backend-protocol",
+    "custom-http-errors",
+    "default-backend",
     "denylist-source-range",
+    "enable-access-log",
     "force-ssl-redirect",
     "load-balance",
     "permanent-redirect",
