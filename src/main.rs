@@ -9,15 +9,17 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::TcpSocketOptions;
+use pingora::listeners::{Listeners, TcpSocketOptions};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::listening::Service;
 use tracing::info;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
 use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
 use sluice::proxy::balance::Balancer;
+use sluice::proxy::proxy_protocol::{PreTls, ProxyProtocolApp};
 use sluice::proxy::tls::{fake_certificate, CertResolver};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
 use sluice::routing::SharedTable;
@@ -318,17 +320,24 @@ fn main() -> anyhow::Result<()> {
     // service that task stays local instead of waking another thread per request
     // (measured with e2e/bench/proxy.sh: about 2x throughput on 2 cores).
     for worker in 0..workers {
-        let mut http = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
+        let mut proxy = pingora::proxy::HttpProxy::new(
             SluiceProxy::new(table.clone(), options.clone()),
-            &format!("sluice-http-{worker}"),
+            server.configuration.clone(),
         );
-        http.threads = Some(1);
+        proxy.handle_init_modules();
         let mut server_options = HttpServerOptions::default();
         server_options.h2c = true;
-        if let Some(app) = http.app_logic_mut() {
-            app.server_options = Some(server_options);
-        }
+        proxy.server_options = Some(server_options);
+        // ConfigMap use-proxy-protocol: PROXY headers are read before HTTP on plain
+        // connections and before the handshake on TLS ones.
+        let mut listeners = Listeners::new();
+        listeners.set_pre_tls_callback(Arc::new(PreTls::new(table.clone())));
+        let mut http = Service::with_listeners(
+            format!("sluice-http-{worker}"),
+            listeners,
+            ProxyProtocolApp::new(proxy, table.clone()),
+        );
+        http.threads = Some(1);
         let mut sock = TcpSocketOptions::default();
         sock.so_reuseport = Some(true);
         http.add_tcp_with_settings(&worker_addr(args.http_listen, worker), sock.clone());

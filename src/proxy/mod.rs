@@ -8,9 +8,12 @@
 
 pub mod accesslog;
 pub mod balance;
+pub mod custom_errors;
 pub mod errors;
 pub mod headers;
+pub mod proxy_protocol;
 pub mod service;
+pub mod subrequest;
 pub mod tls;
 
 pub use service::{ProxyOptions, SluiceProxy};
