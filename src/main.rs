@@ -115,7 +115,7 @@ struct Args {
     #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
 
-    /// Do not write access-log lines (ingress-nginx's `enable-access-log: false`).
+    /// Do not write access-log lines, whatever the ConfigMap's `enable-access-log` says.
     #[arg(long)]
     no_access_log: bool,
 

@@ -301,6 +301,12 @@ fn forwarded_headers_are_replaced_unless_trusted() {
             "app",
             &[("allowlist-source-range", "203.0.113.0/24")],
         ),
+        ingress(
+            "secure",
+            "secure.example",
+            "app",
+            &[("force-ssl-redirect", "true")],
+        ),
     ]
     .concat();
     let spoof = [
@@ -326,6 +332,8 @@ fn forwarded_headers_are_replaced_unless_trusted() {
     assert_eq!(r.seen_header("host").as_deref(), Some("shop.example"));
     let r = client_from(Some("127.0.0.2"), &s, "internal.example", "/", &spoof);
     assert_eq!(r.status, 403);
+    let r = client_from(Some("127.0.0.2"), &s, "secure.example", "/", &spoof);
+    assert_eq!(r.status, 308);
     // A generated request id by default.
     let r = get(&s, "shop.example", "/", &[]);
     let id = r.seen_header("x-request-id").unwrap();
@@ -366,6 +374,9 @@ fn forwarded_headers_are_replaced_unless_trusted() {
     // The allowlist sees the real client.
     let r = client_from(Some("127.0.0.2"), &s, "internal.example", "/", &spoof);
     assert_eq!(r.status, 200, "{r:?}");
+    // force-ssl-redirect believes the proxy's X-Forwarded-Proto: https.
+    let r = client_from(Some("127.0.0.2"), &s, "secure.example", "/", &spoof);
+    assert_eq!(r.status, 200, "{r:?}");
     // The access log too.
     let line = access_line(&s, "GET /t1 ");
     assert!(line.starts_with("203.0.113.9 - - ["), "{line}");
@@ -381,6 +392,8 @@ fn forwarded_headers_are_replaced_unless_trusted() {
     assert_eq!(r.seen_header("host").as_deref(), Some("shop.example"));
     let r = client_from(Some("127.0.0.3"), &s, "internal.example", "/", &spoof);
     assert_eq!(r.status, 403);
+    let r = client_from(Some("127.0.0.3"), &s, "secure.example", "/", &spoof);
+    assert_eq!(r.status, 308);
 
     // Without compute-full-forwarded-for (applied at runtime): the real client only.
     s.write(

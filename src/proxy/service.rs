@@ -187,7 +187,11 @@ async fn respond_with(
     if let Some(l) = location {
         resp.insert_header(http::header::LOCATION, l)?;
     }
-    if let Some(t) = &ctx.table {
+    if let Some(t) = ctx
+        .table
+        .as_ref()
+        .filter(|t| !t.globals.add_headers.is_empty())
+    {
         headers::set_response_headers(&mut resp, &t.globals.add_headers, &vars(session, ctx))?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
@@ -226,7 +230,11 @@ impl SluiceProxy {
         ctx: &RequestCtx,
         mut resp: ResponseHeader,
     ) -> ResponseHeader {
-        if let Some(t) = &ctx.table {
+        if let Some(t) = ctx
+            .table
+            .as_ref()
+            .filter(|t| !t.globals.add_headers.is_empty())
+        {
             let _ = headers::set_response_headers(
                 &mut resp,
                 &t.globals.add_headers,
@@ -560,7 +568,9 @@ impl ProxyHttp for SluiceProxy {
                 },
                 g,
             )?;
-            headers::set_request_headers(upstream, &g.proxy_set_headers, &vars(session, ctx))?;
+            if !g.proxy_set_headers.is_empty() {
+                headers::set_request_headers(upstream, &g.proxy_set_headers, &vars(session, ctx))?;
+            }
         }
         let Some(route) = ctx.route.as_ref() else {
             return Ok(());
@@ -652,7 +662,11 @@ impl ProxyHttp for SluiceProxy {
                 response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
             }
         }
-        if let Some(t) = &ctx.table {
+        if let Some(t) = ctx
+            .table
+            .as_ref()
+            .filter(|t| !t.globals.add_headers.is_empty())
+        {
             headers::set_response_headers(response, &t.globals.add_headers, &vars(session, ctx))?;
         }
         Ok(())
