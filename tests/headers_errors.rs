@@ -784,3 +784,64 @@ fn tls_exchange(addr: SocketAddr, prefix: &[u8], host: &str) -> String {
     let _ = tls.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Controller mode: the ConfigMaps `proxy-set-headers` names are watched by name as
+/// the controller ConfigMap names them (created later, edited, switched), on a real
+/// kube-apiserver with sluice's least-privilege RBAC.
+#[test]
+fn controller_mode_watches_the_configmaps_it_names() {
+    use support::cluster::{Cluster, Controller, NetNs};
+    let cluster = Cluster::start();
+    let kubeconfig = cluster.sluice_kubeconfig();
+    cluster.ensure_node();
+    cluster.apply(INGRESS_CLASS);
+    let mut net = NetNs::create(91);
+    let ns = "e2e-headers";
+    cluster.namespace(ns);
+    let web = net.backend(10, "web");
+    cluster.pod(ns, "web", "app: web", &web.ip().to_string(), true);
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 80, targetPort: http}}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: web.example\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+    ));
+    let cm = |name: &str, data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {data}\n")
+    };
+    cluster.apply(&cm("sluice", "{proxy-set-headers: req, add-headers: resp}"));
+    cluster.apply(&cm("resp", "{X-Frame-Options: DENY}"));
+    let sluice = Controller::start(&kubeconfig, &["--configmap", &format!("{ns}/sluice")]);
+    let team = |s: &Controller| {
+        s.get("web.example", "/")
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.seen_header("x-team"))
+    };
+    // Named ConfigMaps that exist at start are in the first table.
+    let r = sluice.get("web.example", "/").unwrap();
+    assert_eq!(r.headers["x-frame-options"], "DENY", "{r:?}");
+    assert_eq!(team(&sluice), Some(None));
+    // Created later, then edited.
+    cluster.apply(&cm("req", "{X-Team: payments}"));
+    sluice.wait_for("req created", Duration::from_secs(5), |s| {
+        team(s) == Some(Some("payments".into()))
+    });
+    cluster.apply(&cm("req", "{X-Team: search}"));
+    sluice.wait_for("req edited", Duration::from_secs(5), |s| {
+        team(s) == Some(Some("search".into()))
+    });
+    // The controller ConfigMap names another one.
+    cluster.apply(&cm("req2", "{X-Team: ads}"));
+    cluster.apply(&cm("sluice", "{proxy-set-headers: req2}"));
+    sluice.wait_for("switched to req2", Duration::from_secs(5), |s| {
+        team(s) == Some(Some("ads".into()))
+            && s.get("web.example", "/")
+                .is_ok_and(|r| r.headers.get("x-frame-options").is_none())
+    });
+    assert!(
+        sluice
+            .logs()
+            .contains("watching a ConfigMap named by the controller ConfigMap"),
+        "{}",
+        sluice.logs()
+    );
+    drop(net);
+}
