@@ -81,8 +81,15 @@ impl<'a> Vars<'a> {
     }
 
     fn header(&self, name: &str) -> Option<Cow<'a, str>> {
-        let mut values = self.req.headers.get_all(name).iter();
+        let all = self.req.headers.get_all(name);
+        let mut values = all.iter();
         let first = values.next()?;
+        if all.iter().nth(1).is_none() {
+            return Some(match first.to_str() {
+                Ok(v) => Cow::Borrowed(v),
+                Err(_) => Cow::Owned(String::from_utf8_lossy(first.as_bytes()).into_owned()),
+            });
+        }
         let mut s = String::from_utf8_lossy(first.as_bytes()).into_owned();
         for v in values {
             // nginx joins repeated headers (X-Forwarded-For, Cookie) the same way.
@@ -165,19 +172,55 @@ impl<'a> Vars<'a> {
     }
 }
 
-/// Renders `t` with `escape`; `unset` is what a not-found variable prints.
+/// Writes numbers and times straight into `out` (they never need escaping): `Some(true)`
+/// written, `Some(false)` unset, `None` not such a variable.
+fn direct(v: &Var, vars: &Vars<'_>, out: &mut String) -> Option<bool> {
+    let n = |out: &mut String, n: Option<usize>| match n {
+        Some(n) => write!(out, "{n}").is_ok(),
+        None => false,
+    };
+    Some(match v {
+        Var::TimeLocal => {
+            time_local(out, vars.now);
+            true
+        }
+        Var::Status => n(out, vars.status.map(usize::from)),
+        Var::BodyBytesSent => n(out, Some(vars.body_bytes_sent)),
+        Var::RequestLength => n(out, Some(vars.request_length)),
+        Var::RequestTime => write!(out, "{:.3}", vars.request_time).is_ok(),
+        Var::UpstreamResponseLength => n(out, vars.upstream_response_length),
+        Var::UpstreamStatus => n(out, vars.upstream_status.map(usize::from)),
+        Var::UpstreamResponseTime => match vars.upstream_response_time {
+            Some(t) => write!(out, "{t:.3}").is_ok(),
+            None => false,
+        },
+        Var::ServerPort => n(out, Some(usize::from(vars.server_port))),
+        _ => return None,
+    })
+}
+
+/// Renders `t` with `escape` (access-log lines).
 pub fn render(t: &Template, vars: &Vars<'_>, escape: LogEscape, out: &mut String) {
     for part in &t.parts {
         match part {
             crate::routing::template::Part::Literal(l) => out.push_str(l),
-            crate::routing::template::Part::Var(v) => match (vars.value(v), escape) {
-                (None, LogEscape::Json) => {}
-                (None, _) => out.push('-'),
-                (Some(s), LogEscape::Default) => escape_default(out, &s),
-                (Some(s), LogEscape::Json) => escape_json(out, &s),
-                (Some(s), LogEscape::None) => out.push_str(&s),
+            crate::routing::template::Part::Var(v) => match direct(v, vars, out) {
+                Some(true) => {}
+                Some(false) if escape == LogEscape::Json => {}
+                Some(false) => out.push('-'),
+                None => render_value(v, vars, escape, out),
             },
         }
+    }
+}
+
+fn render_value(v: &Var, vars: &Vars<'_>, escape: LogEscape, out: &mut String) {
+    match (vars.value(v), escape) {
+        (None, LogEscape::Json) => {}
+        (None, _) => out.push('-'),
+        (Some(s), LogEscape::Default) => escape_default(out, &s),
+        (Some(s), LogEscape::Json) => escape_json(out, &s),
+        (Some(s), LogEscape::None) => out.push_str(&s),
     }
 }
 
@@ -421,6 +464,17 @@ mod tests {
         // 2024-02-29T12:00:00Z
         time_local(&mut s, UNIX_EPOCH + Duration::from_secs(1_709_208_000));
         assert_eq!(s, "29/Feb/2024:12:00:00 +0000");
+    }
+
+    #[test]
+    fn no_escaping() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("X-A", "a\"b").unwrap();
+        let fmt = LogFormat {
+            template: Template::parse("$http_x_a $http_x_b $status $upstream_status"),
+            escape: LogEscape::None,
+        };
+        assert_eq!(line(&req, None, &fmt), "a\"b - 200 200");
     }
 
     #[test]
