@@ -109,8 +109,15 @@ pub fn catch_all_404(route: &Route, table: &RoutingTable) -> bool {
         && table.error_backend.is_some()
 }
 
-/// The page for `code` if it is listed and the error backend answers.
+/// The page for `code` if it is listed and the error backend answers (never for gRPC
+/// routes: a gRPC client cannot read an error page).
 pub async fn page_for(code: u16, table: &RoutingTable, origin: &Origin<'_>) -> Option<ErrorPage> {
+    if origin
+        .route
+        .is_some_and(|r| matches!(r.protocol, UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs))
+    {
+        return None;
+    }
     let backend = error_backend(code, origin.route, table)?;
     fetch(backend, code, origin).await
 }
@@ -132,16 +139,18 @@ pub fn replace(
     page: ErrorPage,
     head: bool,
 ) -> pingora::Result<Replacement> {
-    let bodiless = !head
-        && response
+    // Pingora reads no body (so calls no body filter) for these, as RFC 9112 says.
+    let no_body = response.status == 304
+        || response
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() == "0")
-        && response
-            .headers
-            .get(http::header::TRANSFER_ENCODING)
-            .is_none();
+            && response
+                .headers
+                .get(http::header::TRANSFER_ENCODING)
+                .is_none();
+    let bodiless = !head && no_body;
     if bodiless {
         return Ok(Replacement::Pending(page));
     }
@@ -427,9 +436,22 @@ mod tests {
         let mut resp = ResponseHeader::build(404, None).unwrap();
         resp.insert_header("Content-Length", "0").unwrap();
         assert!(matches!(
-            replace(&mut resp, page, false).unwrap(),
+            replace(&mut resp, page.clone(), false).unwrap(),
             Replacement::Pending(_)
         ));
         assert_eq!(resp.status, 404);
+        let mut resp = ResponseHeader::build(304, None).unwrap();
+        assert!(matches!(
+            replace(&mut resp, page.clone(), false).unwrap(),
+            Replacement::Pending(_)
+        ));
+        // HEAD: only the header is replaced.
+        let mut resp = ResponseHeader::build(503, None).unwrap();
+        resp.insert_header("Content-Length", "0").unwrap();
+        assert!(matches!(
+            replace(&mut resp, page, true).unwrap(),
+            Replacement::Done
+        ));
+        assert_eq!(resp.headers["content-type"], "application/json");
     }
 }
