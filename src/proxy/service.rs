@@ -174,26 +174,7 @@ async fn respond_with(
         (Some(t), None) => own_error_page(session, ctx, t, status).await,
         _ => None,
     };
-    let (mut resp, body) = match page {
-        Some(page) => (custom_errors::header(status, &page)?, page.body),
-        None => {
-            let body = errors::html_body(status);
-            let mut resp = ResponseHeader::build(status, Some(5))?;
-            resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
-            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-            (resp, body)
-        }
-    };
-    if let Some(l) = location {
-        resp.insert_header(http::header::LOCATION, l)?;
-    }
-    if let Some(t) = ctx
-        .table
-        .as_ref()
-        .filter(|t| !t.globals.add_headers.is_empty())
-    {
-        headers::set_response_headers(&mut resp, &t.globals.add_headers, &vars(session, ctx))?;
-    }
+    let (resp, body) = own_response(session, ctx, status, page, location)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -222,28 +203,39 @@ async fn own_error_page(
     custom_errors::page_for(status, table, &origin).await
 }
 
-impl SluiceProxy {
-    /// `add-headers` on a response sluice writes itself in `fail_to_proxy`.
-    fn with_add_headers(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-        mut resp: ResponseHeader,
-    ) -> ResponseHeader {
-        if let Some(t) = ctx
-            .table
-            .as_ref()
-            .filter(|t| !t.globals.add_headers.is_empty())
-        {
-            let _ = headers::set_response_headers(
-                &mut resp,
-                &t.globals.add_headers,
-                &vars(session, ctx),
-            );
+/// A response sluice writes itself: the error backend's `page`, else nginx's HTML page;
+/// with `Location` for redirects and the ConfigMap's `add-headers`.
+fn own_response(
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    page: Option<custom_errors::ErrorPage>,
+    location: Option<&str>,
+) -> Result<(ResponseHeader, bytes::Bytes)> {
+    let (mut resp, body) = match page {
+        Some(page) => (custom_errors::header(status, &page)?, page.body),
+        None => {
+            let body = errors::html_body(status);
+            let mut resp = ResponseHeader::build(status, Some(5))?;
+            resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
+            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            (resp, body)
         }
-        resp
+    };
+    if let Some(l) = location {
+        resp.insert_header(http::header::LOCATION, l)?;
     }
+    if let Some(t) = ctx
+        .table
+        .as_ref()
+        .filter(|t| !t.globals.add_headers.is_empty())
+    {
+        headers::set_response_headers(&mut resp, &t.globals.add_headers, &vars(session, ctx))?;
+    }
+    Ok((resp, body))
+}
 
+impl SluiceProxy {
     /// Whether `proxy-next-upstream` allows another attempt after a failed one.
     fn may_retry(&self, ctx: &RequestCtx, timeout: bool) -> bool {
         let Some(route) = ctx.route.as_ref() else {
@@ -771,13 +763,11 @@ impl ProxyHttp for SluiceProxy {
     ) -> FailToProxy {
         // A bodiless backend response replaced by a custom error page.
         if let Some(Replacement::Pending(page)) = ctx.error_page.take() {
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            if status == 0 {
+            if session.response_written().is_none() {
                 let code = ctx.upstream_status.unwrap_or(page.status);
                 ctx.error_page = Some(Replacement::Done);
-                if let Ok(resp) = custom_errors::header(code, &page) {
-                    let resp = self.with_add_headers(session, ctx, resp);
-                    if let Err(err) = session.write_error_response(resp, page.body).await {
+                if let Ok((resp, body)) = own_response(session, ctx, code, Some(page), None) {
+                    if let Err(err) = session.write_error_response(resp, body).await {
                         debug!(%err, "could not send error page");
                     }
                 }
@@ -810,21 +800,7 @@ impl ProxyHttp for SluiceProxy {
                 Some(t) => own_error_page(session, ctx, &t, code).await,
                 None => None,
             };
-            let (resp, body) = match page {
-                Some(page) => (custom_errors::header(code, &page).ok(), page.body),
-                None => {
-                    let body = errors::html_body(code);
-                    let resp = ResponseHeader::build(code, Some(4)).ok().map(|mut resp| {
-                        let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/html");
-                        let _ = resp
-                            .insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
-                        resp
-                    });
-                    (resp, body)
-                }
-            };
-            if let Some(resp) = resp {
-                let resp = self.with_add_headers(session, ctx, resp);
+            if let Ok((resp, body)) = own_response(session, ctx, code, page, None) {
                 if let Err(err) = session.write_error_response(resp, body).await {
                     debug!(%err, "could not send error response");
                 }
