@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::TcpSocketOptions;
+use pingora::listeners::{Listeners, TcpSocketOptions};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -22,6 +22,7 @@ use tracing_subscriber::prelude::*;
 use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
 use sluice::drain::{Draining, Lifecycle, MAX_UPGRADE_WORKERS};
 use sluice::proxy::balance::Balancer;
+use sluice::proxy::proxy_protocol::{PreTls, ProxyProtocolApp};
 use sluice::proxy::tls::{fake_certificate, CertResolver};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
 use sluice::routing::SharedTable;
@@ -120,7 +121,7 @@ struct Args {
     #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
 
-    /// Do not write access-log lines (ingress-nginx's `enable-access-log: false`).
+    /// Do not write access-log lines, whatever the ConfigMap's `enable-access-log` says.
     #[arg(long)]
     no_access_log: bool,
 
@@ -422,14 +423,24 @@ fn main() -> anyhow::Result<()> {
     // Each worker's app is wrapped in `Draining`, which counts its connections for the
     // shutdown drain.
     for worker in 0..workers {
-        let mut proxy = pingora::proxy::http_proxy(
-            &server.configuration,
+        let mut proxy = pingora::proxy::HttpProxy::new(
             SluiceProxy::new(table.clone(), options.clone()),
+            server.configuration.clone(),
         );
+        proxy.handle_init_modules();
         let mut server_options = HttpServerOptions::default();
         server_options.h2c = true;
         proxy.server_options = Some(server_options);
-        let mut http = Service::new(format!("sluice-http-{worker}"), Draining::new(proxy));
+        // ConfigMap use-proxy-protocol: PROXY headers are read before HTTP on plain
+        // connections and before the handshake on TLS ones. Draining (outermost) counts
+        // every accepted connection for the shutdown drain.
+        let mut listeners = Listeners::new();
+        listeners.set_pre_tls_callback(Arc::new(PreTls::new(table.clone())));
+        let mut http = Service::with_listeners(
+            format!("sluice-http-{worker}"),
+            listeners,
+            Draining::new(ProxyProtocolApp::new(proxy, table.clone())),
+        );
         http.threads = Some(1);
         let mut sock = TcpSocketOptions::default();
         sock.so_reuseport = Some(true);

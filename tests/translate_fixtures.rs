@@ -5,7 +5,7 @@
 //! `expect.yaml`:
 //! ```yaml
 //! config: {ingressClass: nginx, controllerClass: x, watchIngressWithoutClass: true,
-//!          defaultBackendService: ns/name}      # all optional
+//!          defaultBackendService: ns/name, configmap: ns/name}  # all optional
 //! requests:
 //! - {host: a.example, path: /x, backend: ns/svc:80}          # routed, has endpoints
 //! - {host: a.example, path: /y, backend: ns/svc:80, status: 503}  # routed, no endpoints
@@ -35,6 +35,15 @@
 //! - {..., defaultBackend: "ns/svc:80"}         # the `default-backend` annotation; "none"
 //! - {..., preserveTrailingSlash: true}
 //! - {host: www.a.example, path: /, wwwRedirect: a.example}  # from-to-www-redirect route
+//! - {..., customErrors: [404, 503], errorBackend: "ns/svc:80"}  # codes in force
+//!                                              # (the Ingress's, else the ConfigMap's),
+//!                                              # where their pages come from ("none")
+//! - {..., accessLog: false}                    # the Ingress's enable-access-log
+//! globals:                                     # ConfigMap settings, each optional
+//!   {useForwardedHeaders: true, computeFullForwardedFor: true, forwardedForHeader: x-real,
+//!    proxyRealIpCidr: ["10.0.0.0/8"], enableRealIp: true, useProxyProtocol: true,
+//!    generateRequestId: false, proxySetHeaders: {x-a: "1"}, addHeaders: {x-b: "$host"},
+//!    accessLog: false, logFormat: "$status", logEscape: json, customHttpErrors: [503]}
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -57,6 +66,7 @@ struct FixtureConfig {
     #[serde(default)]
     watch_ingress_without_class: bool,
     default_backend_service: Option<String>,
+    configmap: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +84,9 @@ struct Request {
     affinity: Option<String>,
     client_ip: Option<u64>,
     next_upstream: Option<String>,
+    custom_errors: Option<Vec<u16>>,
+    error_backend: Option<String>,
+    access_log: Option<bool>,
     rewrite: Option<String>,
     body_limit: Option<u64>,
     redirect: Option<String>,
@@ -121,6 +134,25 @@ struct LimitsExpect {
     zone: String,
 }
 
+/// ConfigMap-derived settings to check (`globals:`).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExpectedGlobals {
+    use_forwarded_headers: Option<bool>,
+    compute_full_forwarded_for: Option<bool>,
+    forwarded_for_header: Option<String>,
+    proxy_real_ip_cidr: Option<Vec<String>>,
+    enable_real_ip: Option<bool>,
+    use_proxy_protocol: Option<bool>,
+    generate_request_id: Option<bool>,
+    proxy_set_headers: Option<std::collections::BTreeMap<String, String>>,
+    add_headers: Option<std::collections::BTreeMap<String, String>>,
+    access_log: Option<bool>,
+    log_format: Option<String>,
+    log_escape: Option<String>,
+    custom_http_errors: Option<Vec<u16>>,
+}
+
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[serde(deny_unknown_fields)]
 struct ExpectedWarning {
@@ -136,6 +168,8 @@ struct Expect {
     config: FixtureConfig,
     requests: Vec<Request>,
     #[serde(default)]
+    globals: ExpectedGlobals,
+    #[serde(default)]
     warnings: Vec<ExpectedWarning>,
 }
 
@@ -145,6 +179,52 @@ fn want_zone(want: &Setting<LimitsExpect>) -> String {
         Setting::On(w) => w.zone.clone(),
         Setting::Off(_) => String::new(),
     }
+}
+
+fn check_globals(want: &ExpectedGlobals, g: &sluice::routing::GlobalSettings) -> Vec<String> {
+    let mut errors = Vec::new();
+    macro_rules! same {
+        ($field:ident, $got:expr) => {
+            if let Some(w) = &want.$field {
+                let got = $got;
+                if &got != w {
+                    errors.push(format!(
+                        "globals.{}: got {got:?}, want {w:?}",
+                        stringify!($field)
+                    ));
+                }
+            }
+        };
+    }
+    let headers = |h: &[sluice::routing::HeaderTemplate]| {
+        h.iter()
+            .map(|t| (t.name.to_string(), t.value.source.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    same!(use_forwarded_headers, g.use_forwarded_headers);
+    same!(compute_full_forwarded_for, g.compute_full_forwarded_for);
+    same!(forwarded_for_header, g.forwarded_for_header.to_string());
+    same!(
+        proxy_real_ip_cidr,
+        g.proxy_real_ip_cidr
+            .nets
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+    );
+    same!(enable_real_ip, g.enable_real_ip);
+    same!(use_proxy_protocol, g.use_proxy_protocol);
+    same!(generate_request_id, g.generate_request_id);
+    same!(proxy_set_headers, headers(&g.proxy_set_headers));
+    same!(add_headers, headers(&g.add_headers));
+    same!(access_log, g.access_log);
+    same!(log_format, g.log_format.template.source.to_string());
+    same!(
+        log_escape,
+        format!("{:?}", g.log_format.escape).to_ascii_lowercase()
+    );
+    same!(custom_http_errors, g.custom_http_errors.to_vec());
+    errors
 }
 
 fn snapshot_from(path: &Path) -> Snapshot {
@@ -175,9 +255,13 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .config
         .default_backend_service
         .map(|s| s.parse::<ObjectRef>().unwrap());
+    config.configmap = expect
+        .config
+        .configmap
+        .map(|s| s.parse::<ObjectRef>().unwrap());
 
     let t = translate(&snapshot, &config);
-    let mut errors = Vec::new();
+    let mut errors = check_globals(&expect.globals, &t.table.globals);
     for r in &expect.requests {
         let path = normalize_path(&r.path).map_err(|e| format!("{}: {e:?}", r.path))?;
         let got = t.table.lookup(&r.host, &path);
@@ -435,6 +519,36 @@ fn run_case(dir: &Path) -> Result<(), String> {
                         Setting::On(w) => format!("{w:?}"),
                     }
                 )),
+            }
+        }
+        if let Some(want) = &r.custom_errors {
+            let got = route
+                .policy
+                .custom_http_errors
+                .as_deref()
+                .unwrap_or(&t.table.globals.custom_http_errors);
+            if got != want.as_slice() {
+                errors.push(format!("{what}: customErrors {got:?}, want {want:?}"));
+            }
+        }
+        if let Some(want) = &r.error_backend {
+            let got = match route
+                .policy
+                .default_backend
+                .as_ref()
+                .or(t.table.error_backend.as_ref())
+            {
+                Some(b) => format!("{}/{}:{}", b.namespace, b.service, b.port),
+                None => "none".to_string(),
+            };
+            if &got != want {
+                errors.push(format!("{what}: errorBackend {got}, want {want}"));
+            }
+        }
+        if let Some(want) = r.access_log {
+            let got = route.policy.access_log.unwrap_or(true);
+            if got != want {
+                errors.push(format!("{what}: accessLog {got}, want {want}"));
             }
         }
         if let Some(want) = &r.external {

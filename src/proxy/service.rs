@@ -18,12 +18,14 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::{debug, info};
 
-use super::accesslog::{format_line, AccessEntry};
+use super::accesslog::{self, Vars};
 use super::balance::{self, Balancer, InflightGuard, RequestInfo};
 use super::cors;
+use super::custom_errors::{self, Origin, Replacement};
 use super::errors;
-use super::headers::{self, ForwardedFor};
+use super::headers::{self, Client, ForwardedFor};
 use super::limits::{ConnGuard, Limiter, Refused, Verdict};
+use super::proxy_protocol;
 use crate::routing::{
     normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
     UpstreamTls,
@@ -102,13 +104,43 @@ pub struct RequestCtx {
     cors_origin: Option<http::HeaderValue>,
     /// A `limit-connections` slot, held until the request ends.
     conn_slot: Option<ConnGuard>,
+    /// Who sent the request (decided once in `request_filter`).
+    client: Option<Client>,
+    /// A custom error page replacing the backend's response.
+    error_page: Option<Replacement>,
 }
 
-fn client_ip(session: &Session) -> Option<IpAddr> {
+/// The TCP peer.
+fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
         .and_then(PingoraAddr::as_inet)
         .map(|a| a.ip())
+}
+
+/// The client address every check and header uses: the real client address once
+/// `request_filter` has decided it (`headers::resolve_client`), else the peer.
+fn client_ip(session: &Session, ctx: &RequestCtx) -> Option<IpAddr> {
+    ctx.client.map_or_else(|| peer_ip(session), |c| c.ip)
+}
+
+/// Request-time nginx variables of this request.
+fn vars<'a>(session: &'a Session, ctx: &'a RequestCtx) -> Vars<'a> {
+    let req = session.req_header();
+    let scheme = match &ctx.client {
+        Some(c) => headers::client_scheme(req, c, ctx.tls),
+        None if ctx.tls => "https",
+        None => "http",
+    };
+    Vars::request(
+        req,
+        client_ip(session, ctx),
+        request_host(req).unwrap_or(""),
+        scheme,
+        server_port(session),
+        ctx.route.as_deref(),
+        &ctx.request_id,
+    )
 }
 
 fn server_port(session: &Session) -> u16 {
@@ -169,14 +201,17 @@ async fn respond_with_headers(
     headers: &[(http::HeaderName, http::HeaderValue)],
 ) -> Result<()> {
     ctx.own_status = Some(status);
-    let body = errors::html_body(status);
-    let mut resp = ResponseHeader::build(status, Some(5 + headers.len()))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
+    // Redirects keep nginx's own page; errors may get the error backend's.
+    let redirect = headers.iter().any(|(n, _)| n == http::header::LOCATION);
+    let page = match &ctx.table {
+        Some(t) if !redirect => own_error_page(session, ctx, t, status).await,
+        _ => None,
+    };
+    let (mut resp, body) = own_response(session, ctx, status, page, None)?;
     for (name, value) in headers {
         resp.append_header(name.clone(), value.clone())?;
     }
     cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref())?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -185,6 +220,56 @@ async fn respond_with_headers(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// The error backend's page for a status sluice answers itself, if `custom-http-errors`
+/// lists it.
+async fn own_error_page(
+    session: &Session,
+    ctx: &RequestCtx,
+    table: &RoutingTable,
+    status: u16,
+) -> Option<custom_errors::ErrorPage> {
+    let req = session.req_header();
+    let origin = Origin {
+        req,
+        host: request_host(req).unwrap_or(""),
+        route: ctx.route.as_deref(),
+        request_id: &ctx.request_id,
+    };
+    custom_errors::page_for(status, table, &origin).await
+}
+
+/// A response sluice writes itself: the error backend's `page`, else nginx's HTML page;
+/// with `Location` for redirects and the ConfigMap's `add-headers`.
+fn own_response(
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    page: Option<custom_errors::ErrorPage>,
+    location: Option<&str>,
+) -> Result<(ResponseHeader, bytes::Bytes)> {
+    let (mut resp, body) = match page {
+        Some(page) => (custom_errors::header(status, &page)?, page.body),
+        None => {
+            let body = errors::html_body(status);
+            let mut resp = ResponseHeader::build(status, Some(5))?;
+            resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
+            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            (resp, body)
+        }
+    };
+    if let Some(l) = location {
+        resp.insert_header(http::header::LOCATION, l)?;
+    }
+    if let Some(t) = ctx
+        .table
+        .as_ref()
+        .filter(|t| !t.globals.add_headers.is_empty())
+    {
+        headers::set_response_headers(&mut resp, &t.globals.add_headers, &vars(session, ctx))?;
+    }
+    Ok((resp, body))
 }
 
 impl SluiceProxy {
@@ -271,6 +356,8 @@ impl ProxyHttp for SluiceProxy {
             auth: Default::default(),
             cors_origin: None,
             conn_slot: None,
+            client: None,
+            error_page: None,
         }
     }
 
@@ -305,12 +392,20 @@ impl ProxyHttp for SluiceProxy {
         let table = self.table.load();
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
-        ctx.request_id = req
+        let proxied = proxy_protocol::proxied_source(session.digest());
+        let client =
+            headers::resolve_client(peer_ip(session), proxied, &req.headers, &table.globals);
+        ctx.client = Some(client);
+        let received_id = req
             .headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map_or_else(headers::new_request_id, str::to_string);
+            .filter(|v| !v.is_empty() && v.len() <= 128);
+        ctx.request_id = match received_id {
+            Some(id) => id.to_string(),
+            None if table.globals.generate_request_id => headers::new_request_id(),
+            None => String::new(),
+        };
         ctx.head_bytes = header_bytes(req);
         if ctx.head_bytes > self.options.max_request_header_bytes {
             respond(session, 400, ctx).await?;
@@ -328,6 +423,11 @@ impl ProxyHttp for SluiceProxy {
             }
         };
         let route = match table.lookup(host, &path) {
+            Match::Default(r) if custom_errors::catch_all_404(r, &table) => {
+                ctx.table = Some(table);
+                respond(session, 404, ctx).await?;
+                return Ok(true);
+            }
             Match::Rule(r) | Match::Default(r) => r.clone(),
             Match::NotFound => {
                 ctx.table = Some(table);
@@ -348,7 +448,8 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         }
-        if route.ssl_redirect && !ctx.tls && !path.starts_with(ACME_CHALLENGE) {
+        let https = ctx.tls || headers::client_scheme(req, &client, ctx.tls) == "https";
+        if route.ssl_redirect && !https && !path.starts_with(ACME_CHALLENGE) {
             // ingress-nginx's redirect to https: same host (without the port) and URI.
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let bare_host = crate::routing::normalize_host(host);
@@ -383,7 +484,7 @@ impl ProxyHttp for SluiceProxy {
         }
         if let Some(limits) = &policy.limits {
             // nginx's preaccess phase: limit_req, then limit_conn.
-            match self.options.limiter.check(limits, client_ip(session)) {
+            match self.options.limiter.check(limits, client_ip(session, ctx)) {
                 Verdict::Pass(slot) => ctx.conn_slot = slot,
                 Verdict::Refuse(why) => {
                     let g = ctx.table.as_ref().map(|t| &t.globals);
@@ -397,7 +498,7 @@ impl ProxyHttp for SluiceProxy {
             }
         }
         if policy.allow.is_some() || policy.deny.is_some() {
-            let ip = client_ip(session);
+            let ip = client_ip(session, ctx);
             let denied = policy
                 .deny
                 .as_ref()
@@ -430,12 +531,13 @@ impl ProxyHttp for SluiceProxy {
             || policy.external_auth.is_some()
             || policy.auth_broken.is_some()
         {
+            let ip = client_ip(session, ctx);
             let req = session.req_header();
             let globals = ctx.table.as_ref().map(|t| &t.globals);
             let facts = super::auth::RequestFacts {
                 host: request_host(req).unwrap_or(""),
                 tls: ctx.tls,
-                client_ip: client_ip(session),
+                client_ip: ip,
                 server_port: server_port(session),
                 request_id: &ctx.request_id,
                 connect_timeout: globals.map_or(Duration::from_secs(5), |g| g.connect_timeout),
@@ -471,6 +573,7 @@ impl ProxyHttp for SluiceProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        let client_ip = client_ip(session, ctx);
         let route = ctx
             .route
             .as_ref()
@@ -486,7 +589,7 @@ impl ProxyHttp for SluiceProxy {
                 };
                 let info = RequestInfo {
                     req,
-                    client_ip: client_ip(session),
+                    client_ip,
                     host: host.as_deref().unwrap_or(""),
                     path: &path,
                 };
@@ -577,16 +680,31 @@ impl ProxyHttp for SluiceProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let host = request_host(session.req_header()).unwrap_or("").to_string();
-        headers::apply(
-            upstream,
-            &ForwardedFor {
-                client_ip: client_ip(session),
-                host: &host,
-                server_port: server_port(session),
-                scheme: if ctx.tls { "https" } else { "http" },
-                request_id: &ctx.request_id,
-            },
-        )?;
+        let client = ctx.client.unwrap_or_else(|| {
+            headers::resolve_client(
+                peer_ip(session),
+                None,
+                &http::HeaderMap::new(),
+                &Default::default(),
+            )
+        });
+        if let Some(table) = ctx.table.as_ref() {
+            let g = &table.globals;
+            headers::apply(
+                upstream,
+                &ForwardedFor {
+                    client,
+                    host: &host,
+                    server_port: server_port(session),
+                    tls: ctx.tls,
+                    request_id: &ctx.request_id,
+                },
+                g,
+            )?;
+            if !g.proxy_set_headers.is_empty() {
+                headers::set_request_headers(upstream, &g.proxy_set_headers, &vars(session, ctx))?;
+            }
+        }
         super::auth::upstream_request(upstream, &ctx.auth)?;
         let Some(route) = ctx.route.as_ref() else {
             return Ok(());
@@ -644,6 +762,22 @@ impl ProxyHttp for SluiceProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // custom-http-errors: the error backend's page replaces a listed response.
+        if let (Some(table), Some(route)) = (ctx.table.clone(), ctx.route.clone()) {
+            let code = response.status.as_u16();
+            if ctx.error_page.is_none() && custom_errors::intercepts(code, &route, &table) {
+                if let Some(page) = own_error_page(session, ctx, &table, code).await {
+                    let head = session.req_header().method == http::Method::HEAD;
+                    match custom_errors::replace(response, page, head)? {
+                        pending @ Replacement::Pending(_) => {
+                            ctx.error_page = Some(pending);
+                            return Err(custom_errors::intercepted());
+                        }
+                        r => ctx.error_page = Some(r),
+                    }
+                }
+            }
+        }
         if let (Some(value), Some(aff)) = (
             ctx.set_cookie.as_deref(),
             ctx.route.as_ref().and_then(|r| r.affinity.as_deref()),
@@ -664,7 +798,25 @@ impl ProxyHttp for SluiceProxy {
                 response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts)?;
             }
         }
+        if let Some(t) = ctx
+            .table
+            .as_ref()
+            .filter(|t| !t.globals.add_headers.is_empty())
+        {
+            headers::set_response_headers(response, &t.globals.add_headers, &vars(session, ctx))?;
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        custom_errors::body_filter(&mut ctx.error_page, body, end_of_stream);
+        Ok(None)
     }
 
     async fn upstream_response_filter(
@@ -684,11 +836,12 @@ impl ProxyHttp for SluiceProxy {
     /// A client that went away mid-request is routine (load generators, browsers
     /// navigating away): not worth an error line. Other failures keep Pingora's log.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        e.esource() == &ErrorSource::Downstream
-            && matches!(
-                e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            )
+        e.etype() == &custom_errors::INTERCEPTED
+            || e.esource() == &ErrorSource::Downstream
+                && matches!(
+                    e.etype(),
+                    ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                )
     }
 
     fn fail_to_connect(
@@ -752,6 +905,22 @@ impl ProxyHttp for SluiceProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        // A bodiless backend response replaced by a custom error page.
+        if let Some(Replacement::Pending(page)) = ctx.error_page.take() {
+            if session.response_written().is_none() {
+                let code = ctx.upstream_status.unwrap_or(page.status);
+                ctx.error_page = Some(Replacement::Done);
+                if let Ok((resp, body)) = own_response(session, ctx, code, Some(page), None) {
+                    if let Err(err) = session.write_error_response(resp, body).await {
+                        debug!(%err, "could not send error page");
+                    }
+                }
+                return FailToProxy {
+                    error_code: code,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
@@ -769,12 +938,13 @@ impl ProxyHttp for SluiceProxy {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code > 0 {
+        if code > 0 && session.response_written().is_none() {
             ctx.own_status = Some(code);
-            let body = errors::html_body(code);
-            if let Ok(mut resp) = ResponseHeader::build(code, Some(4)) {
-                let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/html");
-                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+            let page = match ctx.table.clone() {
+                Some(t) => own_error_page(session, ctx, &t, code).await,
+                None => None,
+            };
+            if let Ok((mut resp, body)) = own_response(session, ctx, code, page, None) {
                 let _ = cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref());
                 if let Err(err) = session.write_error_response(resp, body).await {
                     debug!(%err, "could not send error response");
@@ -806,54 +976,38 @@ impl ProxyHttp for SluiceProxy {
             debug!(error = %e, request_id = %ctx.request_id, "request failed");
         }
         self.record_metrics(session, ctx);
-        if !self.options.access_log {
+        let table = ctx.table.clone().unwrap_or_else(|| self.table.load());
+        let route_on = ctx.route.as_ref().and_then(|r| r.policy.access_log) != Some(false);
+        if !(self.options.access_log && table.globals.access_log && route_on) {
             return;
         }
-        let req = session.req_header();
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .or(ctx.own_status)
             .unwrap_or(0);
-        let hdr = |n: &str| {
-            req.headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-        };
-        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let request_line = format!("{} {} {:?}", req.method, target, req.version);
-        let remote = client_ip(session)
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        let upstream_addr = ctx.upstream_addr.map(|a| a.to_string()).unwrap_or_default();
-        let upstream_name = ctx
-            .route
-            .as_ref()
-            .map_or("upstream-default-backend", |r| &r.backend.upstream_name);
-        let entry = AccessEntry {
-            remote_addr: &remote,
-            remote_user: ctx.auth.remote_user(),
-            request_line: &request_line,
-            status,
+        let upstream_addr = ctx.upstream_addr.map(|a| a.to_string());
+        let line_vars = Vars {
+            now: SystemTime::now(),
+            status: Some(status),
             body_bytes_sent: session.body_bytes_sent(),
-            referer: hdr("referer"),
-            user_agent: hdr("user-agent"),
             // Measured in request_filter; requests that never got there are measured now.
             request_length: match ctx.head_bytes {
-                0 => header_bytes(req),
+                0 => header_bytes(session.req_header()),
                 n => n,
             } + session.body_bytes_read(),
             request_time: ctx.started.elapsed().as_secs_f64(),
-            upstream_name,
-            upstream_addr: &upstream_addr,
+            upstream_addr: upstream_addr.as_deref(),
             upstream_response_length: ctx
                 .upstream_status
                 .map(|_| session.upstream_body_bytes_received()),
             upstream_response_time: ctx.upstream_started.map(|t| t.elapsed().as_secs_f64()),
             upstream_status: ctx.upstream_status,
-            req_id: &ctx.request_id,
+            ..vars(session, ctx)
         };
-        info!(target: "access_log", "{}", format_line(&entry, SystemTime::now()));
+        let format = &table.globals.log_format;
+        let mut line = String::with_capacity(256);
+        accesslog::render(&format.template, &line_vars, format.escape, &mut line);
+        info!(target: "access_log", "{}", line);
     }
 }

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod matcher;
 pub mod policy;
 pub mod table;
+pub mod template;
 
 pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
 pub use canary::{Canary, CanaryRules};
@@ -24,3 +25,4 @@ pub use table::{
     Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,
     UpstreamProtocol, UpstreamTls,
 };
+pub use template::{HeaderTemplate, LogEscape, LogFormat, Template, Var};

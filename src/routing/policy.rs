@@ -68,6 +68,12 @@ pub struct Policy {
     /// `from-to-www-redirect`: this route only redirects, to the same URI on this host
     /// (a synthetic route on `www.<host>`, or on `<host>` for a `www.` rule).
     pub www_redirect: Option<Box<str>>,
+    // Custom error pages and the access log (issue 6, items 2 and 6).
+    /// `custom-http-errors`: statuses whose responses are replaced by the error
+    /// backend's page (sorted). `None`: the ConfigMap's list applies.
+    pub custom_http_errors: Option<Box<[u16]>>,
+    /// `enable-access-log`: `Some(false)` silences this Ingress's requests.
+    pub access_log: Option<bool>,
 }
 
 impl Policy {

@@ -15,7 +15,8 @@ use arc_swap::ArcSwap;
 
 use super::balance::{CookieAffinity, LbPolicy, NextUpstream, Ring};
 use super::matcher::{normalize_host, HostIndex, PathKind, PathMatcher};
-use super::policy::{Policy, Rewrite};
+use super::policy::{CidrSet, Policy, Rewrite};
+use super::template::{HeaderTemplate, LogFormat};
 
 /// Where a matched request goes and what it is reported as.
 #[derive(Debug, Clone)]
@@ -219,6 +220,9 @@ pub struct RoutingTable {
     /// `spec.defaultBackend` of the oldest Ingress that sets one, else
     /// `--default-backend-service`; `None` means unmatched requests get 404.
     pub default_backend: Option<Arc<Route>>,
+    /// `--default-backend-service` as the error backend of `custom-http-errors` (also
+    /// when an Ingress's `spec.defaultBackend` serves unmatched requests instead).
+    pub error_backend: Option<Arc<Backend>>,
     pub globals: GlobalSettings,
     /// Certificates by SNI name.
     pub certs: super::CertTable,
@@ -256,6 +260,38 @@ pub struct GlobalSettings {
     pub limit_req_status: u16,
     /// `limit-conn-status-code`: the answer to a request over `limit-connections`.
     pub limit_conn_status: u16,
+
+    // Forwarded headers, the client address, request ids, extra headers, the access
+    // log and custom error pages (issue 6, items 2 and 6).
+    /// `use-forwarded-headers`: X-Forwarded-For/-Proto/-Host/-Port from peers in
+    /// `proxy_real_ip_cidr` are believed.
+    pub use_forwarded_headers: bool,
+    /// `compute-full-forwarded-for`: a believed forwarded-for list is passed on with
+    /// the peer appended, instead of replaced by the client address.
+    pub compute_full_forwarded_for: bool,
+    /// `forwarded-for-header`: where a believed client address is read from.
+    pub forwarded_for_header: http::HeaderName,
+    /// `proxy-real-ip-cidr`: the peers believed about the client address (ingress-nginx's
+    /// default `0.0.0.0/0`).
+    pub proxy_real_ip_cidr: CidrSet,
+    /// `enable-real-ip`: the client address from `forwarded_for_header`, without
+    /// believing the other X-Forwarded-* headers.
+    pub enable_real_ip: bool,
+    /// `use-proxy-protocol`: every connection starts with a PROXY protocol v1/v2 header.
+    pub use_proxy_protocol: bool,
+    /// `generate-request-id`: a request without X-Request-ID gets a new one.
+    pub generate_request_id: bool,
+    /// `proxy-set-headers`: set on every request to a backend.
+    pub proxy_set_headers: Arc<[HeaderTemplate]>,
+    /// `add-headers`: set on every response to a client.
+    pub add_headers: Arc<[HeaderTemplate]>,
+    /// `enable-access-log`.
+    pub access_log: bool,
+    /// `log-format-upstream` with `log-format-escape-json` / `-none`.
+    pub log_format: Arc<LogFormat>,
+    /// `custom-http-errors`: statuses replaced by the error backend's page, for
+    /// Ingresses without the annotation (sorted; empty: none).
+    pub custom_http_errors: Box<[u16]>,
 }
 
 impl Default for GlobalSettings {
@@ -274,6 +310,20 @@ impl Default for GlobalSettings {
             worker_shutdown_timeout: Duration::from_secs(240),
             limit_req_status: 503,
             limit_conn_status: 503,
+            use_forwarded_headers: false,
+            compute_full_forwarded_for: false,
+            forwarded_for_header: http::HeaderName::from_static("x-forwarded-for"),
+            proxy_real_ip_cidr: CidrSet {
+                nets: vec!["0.0.0.0/0".parse().expect("a CIDR")],
+            },
+            enable_real_ip: false,
+            use_proxy_protocol: false,
+            generate_request_id: true,
+            proxy_set_headers: Arc::new([]),
+            add_headers: Arc::new([]),
+            access_log: true,
+            log_format: Arc::new(LogFormat::default()),
+            custom_http_errors: Box::new([]),
         }
     }
 }

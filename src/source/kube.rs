@@ -2,7 +2,9 @@
 //!
 //! Owns one kube-runtime reflector per watched kind (and per namespace with
 //! `--watch-namespace`): Ingress, IngressClass, Service, EndpointSlice, Secret and the
-//! `--configmap` ConfigMap. Secrets are filtered by field selector (Helm release,
+//! `--configmap` ConfigMap, plus the ConfigMaps its `proxy-set-headers` and
+//! `add-headers` name (each watched by name, started and stopped as the controller
+//! ConfigMap changes; RBAC needs nothing beyond list/watch of ConfigMaps). Secrets are filtered by field selector (Helm release,
 //! service-account token and registry Secrets are never read: annotations cannot use
 //! them); `proxy-ssl-secret` and `auth-secret` point at Opaque Secrets, so those are
 //! watched. Cached objects are trimmed (managedFields, last-applied annotations; TLS
@@ -14,6 +16,7 @@
 //! re-lists; the reflector swaps its store only when the new list is complete, so the
 //! last table keeps serving meanwhile.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -77,6 +80,10 @@ pub struct Stores {
     endpoint_slices: Vec<Store<EndpointSlice>>,
     secrets: Vec<Store<Secret>>,
     config_maps: Vec<Store<ConfigMap>>,
+    /// ConfigMaps named by the controller ConfigMap (`proxy-set-headers`, `add-headers`).
+    referenced: HashMap<ObjectRef, (Store<ConfigMap>, tokio::task::AbortHandle)>,
+    client: Client,
+    changed: Arc<Notify>,
 }
 
 impl Stores {
@@ -137,7 +144,44 @@ impl Stores {
             endpoint_slices: per_scope!(EndpointSlice, watcher::Config::default(), trim_meta),
             secrets: per_scope!(Secret, secrets.clone(), trim_secret),
             config_maps,
+            referenced: HashMap::new(),
+            client: client.clone(),
+            changed,
         }
+    }
+
+    /// Starts watching the ConfigMaps the controller ConfigMap names now and stops
+    /// watching those it no longer names. Returns whether any watch was started.
+    pub fn sync_referenced(&mut self) -> bool {
+        let wanted: Vec<ObjectRef> = self
+            .config_maps
+            .iter()
+            .flat_map(|s| s.state())
+            .flat_map(|cm| crate::translate::headers::referenced_config_maps(&cm))
+            .collect();
+        self.referenced.retain(|name, (_, task)| {
+            let keep = wanted.contains(name);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        let mut started = false;
+        for name in wanted {
+            if self.referenced.contains_key(&name) {
+                continue;
+            }
+            let (store, task) = reflect_with_handle(
+                Api::<ConfigMap>::namespaced(self.client.clone(), &name.namespace),
+                watcher::Config::default().fields(&format!("metadata.name={}", name.name)),
+                trim_meta,
+                self.changed.clone(),
+            );
+            info!(configmap = %name, "watching a ConfigMap named by the controller ConfigMap");
+            self.referenced.insert(name, (store, task));
+            started = true;
+        }
+        started
     }
 
     /// Waits until every reflector has completed its initial list.
@@ -159,6 +203,13 @@ impl Stores {
         );
     }
 
+    /// Waits until the named ConfigMaps' watches have listed.
+    async fn wait_referenced(&self) {
+        for (s, _) in self.referenced.values() {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         fn all<K: Resource + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>>
         where
@@ -172,7 +223,10 @@ impl Stores {
             services: all(&self.services),
             endpoint_slices: all(&self.endpoint_slices),
             secrets: all(&self.secrets),
-            config_maps: all(&self.config_maps),
+            config_maps: all(&self.config_maps)
+                .into_iter()
+                .chain(self.referenced.values().flat_map(|(s, _)| s.state()))
+                .collect(),
             observed_at: super::now_secs(),
         }
     }
@@ -189,13 +243,27 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
+    reflect_with_handle(api, config, trim, changed).0
+}
+
+/// [`reflect`], with a handle that stops the watch.
+fn reflect_with_handle<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    changed: Arc<Notify>,
+) -> (Store<K>, tokio::task::AbortHandle)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let (reader, writer) = reflector::store();
     let stream = watcher::watcher(api, config)
         .backoff(RetryBackoff::default())
         .modify(trim)
         .reflect(writer);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut listed = false;
         while let Some(event) = stream.next().await {
@@ -215,7 +283,7 @@ where
             }
         }
     });
-    reader
+    (reader, task.abort_handle())
 }
 
 /// Re-list backoff after a watch error: exponential from 250 ms, capped at 4 s, with
@@ -252,6 +320,9 @@ impl kube::runtime::utils::Backoff for RetryBackoff {
     }
 }
 
+/// How long the first table waits for the ConfigMaps the controller ConfigMap names.
+const REFERENCED_WAIT: Duration = Duration::from_secs(10);
+
 /// How long the watch must be quiet before a rebuild, and the longest a burst of
 /// changes can delay one.
 const DEBOUNCE_QUIET: Duration = Duration::from_millis(20);
@@ -259,8 +330,18 @@ const DEBOUNCE_MAX: Duration = Duration::from_millis(100);
 
 /// Runs controller mode until the runtime stops: first table after every initial list,
 /// then a rebuild per (debounced) change.
-pub async fn run(stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuilder) {
+pub async fn run(mut stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuilder) {
     stores.wait_until_ready().await;
+    // The ConfigMaps the controller ConfigMap names, listed before the first table too.
+    // Bounded: a ConfigMap that cannot be listed (RBAC, a typo'd namespace) must not
+    // hold the first table back; it is applied when it arrives.
+    if stores.sync_referenced()
+        && tokio::time::timeout(REFERENCED_WAIT, stores.wait_referenced())
+            .await
+            .is_err()
+    {
+        warn!("ConfigMaps named by proxy-set-headers/add-headers not listed within 10 s; starting without them");
+    }
     info!("every watched kind listed; publishing the first table");
     // The initial lists left a notification behind; the snapshot taken next already
     // contains what it announced (reflectors update their store before the event is
@@ -269,6 +350,8 @@ pub async fn run(stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuilder)
     rebuilder.rebuild(&stores.snapshot());
     loop {
         super::debounced(&changed, DEBOUNCE_QUIET, DEBOUNCE_MAX).await;
+        // A newly named ConfigMap announces its first list through `changed` too.
+        stores.sync_referenced();
         rebuilder.rebuild(&stores.snapshot());
     }
 }

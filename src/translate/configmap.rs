@@ -149,6 +149,7 @@ pub fn globals(
         }
         v.into()
     });
+    super::headers::apply(&mut g, data, config_maps, name, warnings);
     g
 }
 

@@ -18,7 +18,9 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, Se
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
-use super::annotations::{auth, balance, canary, cors, hosts, limits, policy, upstream};
+use super::annotations::{
+    auth, balance, canary, cors, custom_errors, hosts, limits, policy, upstream,
+};
 use super::backends::{namespace_of, port_label, BackendIndex};
 use super::{ObjKind, Translation, Warning};
 use crate::config::TranslateConfig;
@@ -171,6 +173,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         hosts::apply_policy(ing, &mut policy, &mut warnings);
         policy.default_backend = upstream::default_backend(ing, &mut backends, &mut warnings);
         let service_upstream = upstream::service_upstream(ing, &mut warnings);
+        custom_errors::parse(ing, &mut policy, &mut warnings);
         let policy = Arc::new(policy);
         let Some(spec) = ing.spec.as_ref() else {
             continue;
@@ -395,12 +398,14 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     hosts_plan.insert_redirects(&mut table);
     canary_plan.finish(&mut table.default_backend, &mut warnings);
 
-    if table.default_backend.is_none() {
-        if let Some(dbs) = &config.default_backend_service {
-            let port = backends.first_port(&dbs.namespace, &dbs.name);
-            let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
-            let backend =
-                backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
+    if let Some(dbs) = &config.default_backend_service {
+        let port = backends.first_port(&dbs.namespace, &dbs.name);
+        let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
+        let backend =
+            backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
+        // Also the error backend of custom-http-errors.
+        table.error_backend = Some(backend.clone());
+        if table.default_backend.is_none() {
             let mut route = Route::new(backend, "", "", "", PathKind::Prefix);
             route.lb = table.globals.load_balance.clone();
             route.next_upstream = table.globals.next_upstream;

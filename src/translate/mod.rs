@@ -9,6 +9,7 @@
 pub mod annotations;
 pub mod backends;
 pub mod configmap;
+pub mod headers;
 pub mod ingress;
 pub mod tls;
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod balance;
 pub mod canary;
 pub mod cors;
+pub mod custom_errors;
 pub mod hosts;
 pub mod limits;
 pub mod notes;
@@ -58,8 +59,10 @@ pub const SUPPORTED: &[&str] = &[
     "cors-allow-origin",
     "cors-expose-headers",
     "cors-max-age",
+    "custom-http-errors",
     "default-backend",
     "denylist-source-range",
+    "enable-access-log",
     "enable-cors",
     "force-ssl-redirect",
     "from-to-www-redirect",
