@@ -150,13 +150,14 @@ start_backend() {
 # URL/FAIL: main section, by target. BURL/BHOST/BCOOKIE/BNOTE/FAIL: balancing section, by
 # row (FAIL is shared: the row names do not collide with the targets).
 declare -A URL FAIL BURL BHOST BCOOKIE BNOTE
-BAL_ROWS=(sluice-rr sluice-cookie sluice-persistent sluice-hash sluice-rr2 nginx-rr nginx-hash haproxy-rr haproxy-hash)
+BAL_ROWS=(sluice-rr sluice-cookie sluice-persistent sluice-hash sluice-annotated sluice-rr2 nginx-rr nginx-hash haproxy-rr haproxy-hash)
 # shellcheck disable=SC2016 # \$request_uri is meant literally here and below
 declare -A BLABEL=(
     [sluice-rr]='round robin'
     [sluice-cookie]='cookie, sticky'
     [sluice-persistent]='cookie persistent, sticky'
     [sluice-hash]='hash-by $request_uri'
+    [sluice-annotated]='rewrite+cors+allowlist+bodysize'
     [sluice-rr2]='round robin (again)'
     [nginx-rr]='round robin'
     [nginx-hash]='hash $request_uri consistent'
@@ -434,6 +435,9 @@ EOF
         balance_ingress persistent '{nginx.ingress.kubernetes.io/affinity: "cookie", nginx.ingress.kubernetes.io/affinity-mode: "persistent"}'
         # shellcheck disable=SC2016
         balance_ingress hash '{nginx.ingress.kubernetes.io/upstream-hash-by: "$request_uri"}'
+        # Issue 6's "typical annotated route": round robin plus rewrite-target (a regex
+        # host), CORS, an allowlist and a body-size limit, against the plain rr row.
+        balance_ingress annotated '{nginx.ingress.kubernetes.io/rewrite-target: "/bench", nginx.ingress.kubernetes.io/enable-cors: "true", nginx.ingress.kubernetes.io/whitelist-source-range: "127.0.0.0/8", nginx.ingress.kubernetes.io/proxy-body-size: "8m"}'
         cat <<EOF
 apiVersion: v1
 kind: Service
@@ -497,7 +501,7 @@ else
     start_sluice "$SLUICE_URL" rr.balance.local >"$TMP/sluice.start" || FAIL[sluice]=$(tr '\n' ' ' <"$TMP/sluice.start")
 fi
 if ((RUN_BALANCE)); then
-    for r in sluice-rr sluice-cookie sluice-persistent sluice-hash sluice-rr2; do
+    for r in sluice-rr sluice-cookie sluice-persistent sluice-hash sluice-annotated sluice-rr2; do
         BURL[$r]=$SLUICE_URL
         v=${r#sluice-}
         v=${v%2}
@@ -618,7 +622,7 @@ for r in "${BAL_ROWS[@]}"; do
     seen=$(probe "${BURL[$r]}" "${BHOST[$r]}" "${BCOOKIE[$r]:-}")
     backends=${seen% set-cookie}
     case $r in
-        *-rr | *-rr2)
+        *-rr | *-rr2 | sluice-annotated)
             if [[ $backends == *,*,* ]]; then
                 BNOTE[$r]="spread over $backends"
             else
