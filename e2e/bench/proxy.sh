@@ -188,30 +188,7 @@ nginx_server() {
         server_name $HOST_HEADER;
 
         location / {
-            proxy_set_header Host \$host;
-            proxy_set_header X-Request-ID \$req_id;
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Forwarded-Port \$server_port;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Scheme \$scheme;
-            proxy_set_header X-Scheme \$scheme;
-            proxy_set_header X-Original-URI \$request_uri;
-            proxy_set_header Proxy "";
-
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_buffering off;
-            proxy_buffer_size 4k;
-            proxy_buffers 4 4k;
-            proxy_request_buffering on;
-            proxy_next_upstream error timeout;
-            proxy_redirect off;
+$(nginx_proxy_settings)
 
             proxy_pass http://$2;
         }
