@@ -1,5 +1,6 @@
 //! The controller ConfigMap (`--configmap ns/name`, ingress-nginx's key names) →
-//! [`GlobalSettings`]: upstream timeouts, redirects, HSTS and `worker-shutdown-timeout`. A value that does not parse keeps the default and warns, naming
+//! [`GlobalSettings`]: upstream timeouts, redirects, HSTS, `worker-shutdown-timeout`,
+//! request buffering, `client-body-timeout` and `max-worker-connections`. A value that does not parse keeps the default and warns, naming
 //! the key and the value. Keys sluice does not implement yet are left for the
 //! annotation/ConfigMap work to report.
 
@@ -150,6 +151,41 @@ pub fn globals(
         v.into()
     });
     super::headers::apply(&mut g, data, config_maps, name, warnings);
+    // Request bodies and connection caps (hardening, issue 11).
+    let mut invalid = |key: &str, raw: &str, keeping: String| {
+        warnings.push(Warning::new(
+            ObjKind::ConfigMap,
+            &name.namespace,
+            &name.name,
+            "InvalidConfigValue",
+            format!("{key}: {raw:?} is not valid; keeping {keeping}"),
+        ))
+    };
+    use super::annotations::policy::{parse_on_off, parse_size};
+    if let Some(raw) = data.get("proxy-request-buffering") {
+        match parse_on_off(raw) {
+            Some(b) => g.request_buffering = b,
+            None => invalid("proxy-request-buffering", raw, "on".into()),
+        }
+    }
+    if let Some(raw) = data.get("client-body-buffer-size") {
+        match parse_size(raw) {
+            Some(n) => g.client_body_buffer_size = n,
+            None => invalid("client-body-buffer-size", raw, "8k".into()),
+        }
+    }
+    if let Some(raw) = data.get("client-body-timeout") {
+        match parse_seconds(raw) {
+            Some(d) => g.client_body_timeout = d,
+            None => invalid("client-body-timeout", raw, "60".into()),
+        }
+    }
+    if let Some(raw) = data.get("max-worker-connections") {
+        match raw.trim().parse::<usize>() {
+            Ok(n) => g.max_worker_connections = n,
+            Err(_) => invalid("max-worker-connections", raw, "16384".into()),
+        }
+    }
     g
 }
 
