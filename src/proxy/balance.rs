@@ -603,7 +603,8 @@ mod tests {
             .pick_client_ip(&r.backend, first, Duration::from_secs(10800), &all)
             .unwrap()
             .addr;
-        for i in 0..100_000u32 {
+        // Over twice the cap, all within the affinity timeout.
+        for i in 0..300_000u32 {
             let ip = IpAddr::from(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128));
             b.pick_client_ip(&r.backend, ip, Duration::from_secs(10800), &all)
                 .unwrap();

@@ -327,6 +327,51 @@ mod tests {
     }
 
     #[test]
+    fn request_body_and_connection_keys() {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some("cfg".into());
+        c.metadata.namespace = Some("ns".into());
+        let cm = |c: &ConfigMap, data: &[(&str, &str)]| {
+            let mut c = c.clone();
+            c.data = Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            std::sync::Arc::new(c)
+        };
+        let name: ObjectRef = "ns/cfg".parse().unwrap();
+        let mut warnings = Vec::new();
+        let g = globals(&[cm(&c, &[])], Some(&name), &mut warnings);
+        assert!(g.request_buffering);
+        assert_eq!(g.client_body_buffer_size, 8 * 1024);
+        assert_eq!(g.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(g.max_worker_connections, 16384);
+        let set = [
+            ("proxy-request-buffering", "off"),
+            ("client-body-buffer-size", "64k"),
+            ("client-body-timeout", "5"),
+            ("max-worker-connections", "0"),
+        ];
+        let g = globals(&[cm(&c, &set)], Some(&name), &mut warnings);
+        assert!(!g.request_buffering);
+        assert_eq!(g.client_body_buffer_size, 64 * 1024);
+        assert_eq!(g.client_body_timeout, Duration::from_secs(5));
+        assert_eq!(g.max_worker_connections, 0);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let bad = [
+            ("proxy-request-buffering", "yes"),
+            ("client-body-buffer-size", "big"),
+            ("client-body-timeout", "0"),
+            ("max-worker-connections", "-1"),
+        ];
+        let g = globals(&[cm(&c, &bad)], Some(&name), &mut warnings);
+        assert!(g.request_buffering);
+        assert_eq!(g.max_worker_connections, 16384);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+    }
+
+    #[test]
     fn seconds() {
         assert_eq!(parse_seconds("5"), Some(Duration::from_secs(5)));
         assert_eq!(parse_seconds(" 60s"), Some(Duration::from_secs(60)));
