@@ -504,3 +504,36 @@ fn max_worker_connections_sheds_new_connections_and_recovers() {
         s.logs()
     );
 }
+
+#[test]
+fn http2_bodies_with_a_length_are_buffered_intact() {
+    let rec = Recorder::start(false);
+    let mut m = String::from(INGRESS_CLASS);
+    m += &ingress("h2", "h2.example", "rec", &[("proxy-body-size", "4m")]);
+    m += &endpoint_manifests("rec", &[rec.addr]);
+    let s = Sluice::start(&[("m.yaml", &m)], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    // DATA frames of 16 KiB: the retry buffer is switched on for the last 64 KiB.
+    let body = pattern(1024 * 1024 + 123);
+    std::fs::write(&file, &body).unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{http_version}",
+        ])
+        .args(["-H", "Host: h2.example", "--data-binary"])
+        .arg(format!("@{}", file.display()))
+        .arg(s.url("/up"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n200 2"), "{text}");
+    let seen = rec.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(body_of(&seen[0].bytes) == body, "body intact over HTTP/2");
+}
