@@ -22,6 +22,7 @@ use tracing_subscriber::prelude::*;
 use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
 use sluice::drain::{Draining, Lifecycle, MAX_UPGRADE_WORKERS};
 use sluice::proxy::balance::Balancer;
+use sluice::proxy::conncap::ConnectionCap;
 use sluice::proxy::proxy_protocol::{PreTls, ProxyProtocolApp};
 use sluice::proxy::tls::{fake_certificate, CertResolver};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
@@ -439,7 +440,12 @@ fn main() -> anyhow::Result<()> {
         let mut http = Service::with_listeners(
             format!("sluice-http-{worker}"),
             listeners,
-            Draining::new(ProxyProtocolApp::new(proxy, table.clone())),
+            // max-worker-connections: this worker's cap, inside the drain count.
+            Draining::new(ConnectionCap::new(
+                ProxyProtocolApp::new(proxy, table.clone()),
+                table.clone(),
+                workers,
+            )),
         );
         http.threads = Some(1);
         let mut sock = TcpSocketOptions::default();

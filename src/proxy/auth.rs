@@ -16,7 +16,10 @@
 //!   proxy. Successful checks are remembered for 10 minutes as an HMAC (key random per
 //!   process) of the stored hash, user and password: a browser repeating its credentials
 //!   on every request costs one bcrypt per 10 minutes, not one per request. Failures are
-//!   never cached; a changed Secret changes the stored hash and so every key.
+//!   never cached; a changed Secret changes the stored hash and so every key. The cache
+//!   holds at most 10,000 entries (32-byte keys and a timestamp, well under 1 MiB);
+//!   when it is full of live entries it is emptied. Only verified credentials enter
+//!   it, so a client cannot fill it without valid passwords.
 //!   Fast formats (apr1, MD5-crypt, DES, SHA-1, plain) are checked inline.
 //! - `auth-url`: the subrequest carries the client's request headers (not its body;
 //!   hop-by-hop headers, `Content-Length` and `Transfer-Encoding` dropped), `Host` set to
@@ -277,6 +280,23 @@ impl VerifiedCache {
             }
         }
         seen.insert(key, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn verified_credentials_cache_stays_bounded() {
+        let c = VerifiedCache::new();
+        for i in 0..100_000u32 {
+            let mut k = [0; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            c.insert(k);
+        }
+        let n = c.seen.lock().unwrap().len();
+        assert!(n <= VerifiedCache::MAX, "{n}");
     }
 }
 

@@ -18,6 +18,13 @@
 //! token to a neighbour); `persistent` cookies are HMAC-SHA256 of the endpoint address
 //! under `--session-cookie-key` (random per process when unset, so set it when running
 //! several replicas or upgrading in place).
+//!
+//! Bounds (issue 11): cookie affinity keeps no state (the cookie carries it). The
+//! ClientIP table holds at most 16 shards × 8192 clients, about 13 MiB; a full shard
+//! drops expired entries, then its least recently used eighth (a dropped client is
+//! placed again by hashing its address, so it normally lands where it was). The
+//! per-endpoint state map is keyed by endpoint addresses from the table, not by
+//! clients; past 10,000 entries the idle, healthy ones are forgotten.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,9 +43,28 @@ const EWMA_DECAY: Duration = Duration::from_secs(10);
 const DOWN_MIN: Duration = Duration::from_secs(1);
 const DOWN_MAX: Duration = Duration::from_secs(10);
 const STICKY_SHARDS: usize = 16;
+/// ClientIP entries per shard: 16 × 8192 = 131,072 clients (about 100 bytes each with
+/// the map's overhead, so some 13 MiB at most).
+const STICKY_SHARD_CAP: usize = 8192;
 
 /// (client IP, backend key) → (endpoint, last used).
 type StickyShard = HashMap<(IpAddr, u64), (SocketAddr, Instant)>;
+
+/// Makes room in a full ClientIP shard: expired entries go; if that frees less than an
+/// eighth, the least recently used eighth goes too, so a flood of new addresses costs
+/// amortised O(1) per insert. A forgotten client is placed again by hashing its address,
+/// which picks the same endpoint while the endpoints are unchanged.
+fn evict_sticky(table: &mut StickyShard, now: Instant, timeout: Duration) {
+    table.retain(|_, (_, at)| now.duration_since(*at) < timeout);
+    let target = STICKY_SHARD_CAP - STICKY_SHARD_CAP / 8;
+    if table.len() > target {
+        let mut ages: Vec<Instant> = table.values().map(|(_, at)| *at).collect();
+        let cut = ages.len() - target;
+        let (_, nth, _) = ages.select_nth_unstable(cut - 1);
+        let oldest_kept = *nth;
+        table.retain(|_, (_, at)| *at > oldest_kept);
+    }
+}
 
 /// Per-endpoint state, kept across table generations.
 #[derive(Debug, Default)]
@@ -320,14 +346,22 @@ impl Balancer {
         let i = backend
             .ring()
             .pick(stable_hash(ip.to_string().as_bytes()), usable)?;
-        if table.len() > 65_536 {
-            table.retain(|_, (_, at)| now.duration_since(*at) < timeout);
+        if table.len() >= STICKY_SHARD_CAP {
+            evict_sticky(&mut table, now, timeout);
         }
         table.insert((ip, backend.key), (addrs[i], now));
         Some(Pick {
             addr: addrs[i],
             set_cookie: None,
         })
+    }
+
+    /// Entries in the ClientIP table (all shards).
+    pub fn sticky_len(&self) -> usize {
+        self.sticky
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     fn pick_cookie(
@@ -557,6 +591,36 @@ mod tests {
             r.insert_header("cookie", c).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn client_ip_table_stays_bounded_under_a_flood_of_addresses() {
+        let r = route(3, LbPolicy::RoundRobin);
+        let b = Balancer::new(None);
+        let all = |_: usize| true;
+        let first: IpAddr = "192.0.2.1".parse().unwrap();
+        let placed = b
+            .pick_client_ip(&r.backend, first, Duration::from_secs(10800), &all)
+            .unwrap()
+            .addr;
+        // Over twice the cap, all within the affinity timeout.
+        for i in 0..300_000u32 {
+            let ip = IpAddr::from(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128));
+            b.pick_client_ip(&r.backend, ip, Duration::from_secs(10800), &all)
+                .unwrap();
+        }
+        let n = b.sticky_len();
+        assert!(n <= STICKY_SHARDS * STICKY_SHARD_CAP, "{n}");
+        assert!(
+            n > STICKY_SHARDS * STICKY_SHARD_CAP / 2,
+            "evicts only what it must: {n}"
+        );
+        // A forgotten client is placed where it was.
+        let again = b
+            .pick_client_ip(&r.backend, first, Duration::from_secs(10800), &all)
+            .unwrap()
+            .addr;
+        assert_eq!(again, placed);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! most [`POOL_IDLE_PER_HOST`] idle connections per address, dropped after
 //! [`POOL_IDLE`]. Bounded: connecting may take [`CONNECT_TIMEOUT`], the whole exchange
 //! the caller's deadline, and a body larger than the caller's limit is an error, so a
-//! slow or huge answer can never hold a client's request for long.
+//! slow or huge answer can never hold a client's request for long. Addresses are the
+//! error backends' endpoints from the table, so the pool is bounded by objects, not by
+//! traffic: at most 8 idle connections per endpoint and worker.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

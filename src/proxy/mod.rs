@@ -10,7 +10,9 @@
 pub mod accesslog;
 pub mod auth;
 pub mod balance;
+pub mod buffering;
 pub mod canary;
+pub mod conncap;
 pub mod cors;
 pub mod custom_errors;
 pub mod error_client;

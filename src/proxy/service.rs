@@ -108,6 +108,10 @@ pub struct RequestCtx {
     client: Option<Client>,
     /// A custom error page replacing the backend's response.
     error_page: Option<Replacement>,
+    // Request bodies (hardening, issue 11).
+    /// The whole request body, read before the backend was contacted
+    /// (`proxy-request-buffering: on`); replayed on every attempt.
+    buffered: Option<super::buffering::BufferedBody>,
 }
 
 /// The TCP peer.
@@ -272,6 +276,36 @@ fn own_response(
     Ok((resp, body))
 }
 
+/// No final response has gone out yet (a `100 Continue`, written before reading a
+/// buffered body, is not one): an error page can still be sent, a retry still made.
+fn no_final_response(session: &Session) -> bool {
+    session
+        .response_written()
+        .is_none_or(|r| r.status.is_informational() && r.status != 101)
+}
+
+/// Answers a request whose body could not be buffered, closing the connection (its
+/// body is not read to the end): 413 over `proxy-body-size`, 408 after
+/// `client-body-timeout`, 500 when the temporary file fails.
+async fn body_failed(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    e: super::buffering::Error,
+) -> Result<bool> {
+    use super::buffering::Error as E;
+    let status = match e {
+        E::TooLarge { .. } => 413,
+        E::TimedOut(_) => 408,
+        E::File(_) => 500,
+        E::Short { .. } => 400,
+        E::Client(e) => return Err(e.into_down()),
+    };
+    debug!(error = %e, status, "request body not buffered");
+    session.set_keepalive(None);
+    respond(session, status, ctx).await?;
+    Ok(true)
+}
+
 impl SluiceProxy {
     /// Counts a finished request in the ingress-nginx metrics.
     fn record_metrics(&self, session: &Session, ctx: &RequestCtx) {
@@ -358,6 +392,7 @@ impl ProxyHttp for SluiceProxy {
             conn_slot: None,
             client: None,
             error_page: None,
+            buffered: None,
         }
     }
 
@@ -390,6 +425,8 @@ impl ProxyHttp for SluiceProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let table = self.table.load();
+        // client-body-timeout: each read of the body (HTTP/1; buffering times its own).
+        session.set_read_timeout(Some(table.globals.client_body_timeout));
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         let proxied = proxy_protocol::proxied_source(session.digest());
@@ -565,6 +602,17 @@ impl ProxyHttp for SluiceProxy {
         {
             ctx.route = Some(alt);
         }
+        // proxy-request-buffering: the whole body before any backend is contacted.
+        let plan = match (ctx.route.as_deref(), ctx.table.as_deref()) {
+            (Some(r), Some(t)) => super::buffering::plan(session.req_header(), r, &t.globals),
+            _ => None,
+        };
+        if let Some(plan) = plan {
+            match super::buffering::read(session, &plan).await {
+                Ok(body) => ctx.buffered = Some(body),
+                Err(e) => return body_failed(session, ctx, e).await,
+            }
+        }
         Ok(false)
     }
 
@@ -706,6 +754,10 @@ impl ProxyHttp for SluiceProxy {
             }
         }
         super::auth::upstream_request(upstream, &ctx.auth)?;
+        if ctx.buffered.is_some() {
+            // The body is here already (sluice answered any 100-continue itself).
+            upstream.remove_header(&http::header::EXPECT);
+        }
         let Some(route) = ctx.route.as_ref() else {
             return Ok(());
         };
@@ -740,6 +792,17 @@ impl ProxyHttp for SluiceProxy {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(buffered) = &ctx.buffered {
+            // Pingora replays the tail of a read body from its retry buffer (see
+            // `buffering`): send the whole body in its place, on every attempt.
+            if body.is_some() {
+                let whole = buffered.replay().await.map_err(|e| {
+                    Error::because(ErrorType::InternalError, "replaying the request body", e)
+                })?;
+                *body = Some(whole);
+            }
+            return Ok(());
+        }
         let Some(limit) = ctx.route.as_ref().and_then(|r| r.policy.body_limit) else {
             return Ok(());
         };
@@ -890,8 +953,7 @@ impl ProxyHttp for SluiceProxy {
         });
         // Only before anything reached the client, and only with the whole request
         // body still replayable.
-        let replayable =
-            session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
+        let replayable = no_final_response(session) && !session.as_ref().retry_buffer_truncated();
         let retry = (route_allows && replayable && self.may_retry(ctx, timeout))
             // A pooled connection the upstream closed meanwhile: always safe to redo.
             || (client_reused && replayable && ctx.tries < 8 && !timeout);
@@ -907,7 +969,7 @@ impl ProxyHttp for SluiceProxy {
     ) -> FailToProxy {
         // A bodiless backend response replaced by a custom error page.
         if let Some(Replacement::Pending(page)) = ctx.error_page.take() {
-            if session.response_written().is_none() {
+            if no_final_response(session) {
                 let code = ctx.upstream_status.unwrap_or(page.status);
                 ctx.error_page = Some(Replacement::Done);
                 if let Ok((resp, body)) = own_response(session, ctx, code, Some(page), None) {
@@ -938,7 +1000,7 @@ impl ProxyHttp for SluiceProxy {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code > 0 && session.response_written().is_none() {
+        if code > 0 && no_final_response(session) {
             ctx.own_status = Some(code);
             let page = match ctx.table.clone() {
                 Some(t) => own_error_page(session, ctx, &t, code).await,

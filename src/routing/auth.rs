@@ -6,6 +6,8 @@
 //! `auth-url` / `auth-signin` / `auth-request-redirect` with the nginx variables they may
 //! use. *When* a hash is checked (inline, or on the blocking pool for the slow ones), the
 //! cache of verified credentials and the subrequest itself belong to `proxy::auth`.
+//! The user map grows with objects (the Secret's entries, which the API server caps at
+//! 1 MiB per Secret), never with traffic.
 //!
 //! Hash formats are the ones nginx accepts (its own `ngx_crypt` plus the C library's
 //! crypt(3) on the ingress-nginx image): `$apr1$` (Apache MD5), `$1$` (MD5-crypt),

@@ -74,6 +74,12 @@ pub struct Policy {
     pub custom_http_errors: Option<Box<[u16]>>,
     /// `enable-access-log`: `Some(false)` silences this Ingress's requests.
     pub access_log: Option<bool>,
+    // Request bodies and connection caps (hardening, issue 11).
+    /// `proxy-request-buffering`: `Some(false)` streams bodies; `None`: the ConfigMap's.
+    pub request_buffering: Option<bool>,
+    /// `client-body-buffer-size`: body bytes kept in memory before spilling to a
+    /// temporary file; `None`: the ConfigMap's.
+    pub client_body_buffer_size: Option<u64>,
 }
 
 impl Policy {

@@ -292,6 +292,17 @@ pub struct GlobalSettings {
     /// `custom-http-errors`: statuses replaced by the error backend's page, for
     /// Ingresses without the annotation (sorted; empty: none).
     pub custom_http_errors: Box<[u16]>,
+
+    // Request bodies and connection caps (hardening, issue 11).
+    /// `proxy-request-buffering`: read the whole body before contacting the backend.
+    pub request_buffering: bool,
+    /// `client-body-buffer-size`: body bytes kept in memory, the rest in a temporary file.
+    pub client_body_buffer_size: u64,
+    /// `client-body-timeout`: the longest wait for each read of a request body (408).
+    pub client_body_timeout: Duration,
+    /// `max-worker-connections`: client connections per worker; more are closed at
+    /// once. 0: derived from the open-file limit (see `proxy::conncap`).
+    pub max_worker_connections: usize,
 }
 
 impl Default for GlobalSettings {
@@ -324,6 +335,10 @@ impl Default for GlobalSettings {
             access_log: true,
             log_format: Arc::new(LogFormat::default()),
             custom_http_errors: Box::new([]),
+            request_buffering: true,
+            client_body_buffer_size: 8 * 1024,
+            client_body_timeout: Duration::from_secs(60),
+            max_worker_connections: 16384,
         }
     }
 }

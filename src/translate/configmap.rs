@@ -1,5 +1,6 @@
 //! The controller ConfigMap (`--configmap ns/name`, ingress-nginx's key names) →
-//! [`GlobalSettings`]: upstream timeouts, redirects, HSTS and `worker-shutdown-timeout`. A value that does not parse keeps the default and warns, naming
+//! [`GlobalSettings`]: upstream timeouts, redirects, HSTS, `worker-shutdown-timeout`,
+//! request buffering, `client-body-timeout` and `max-worker-connections`. A value that does not parse keeps the default and warns, naming
 //! the key and the value. Keys sluice does not implement yet are left for the
 //! annotation/ConfigMap work to report.
 
@@ -150,6 +151,41 @@ pub fn globals(
         v.into()
     });
     super::headers::apply(&mut g, data, config_maps, name, warnings);
+    // Request bodies and connection caps (hardening, issue 11).
+    let mut invalid = |key: &str, raw: &str, keeping: String| {
+        warnings.push(Warning::new(
+            ObjKind::ConfigMap,
+            &name.namespace,
+            &name.name,
+            "InvalidConfigValue",
+            format!("{key}: {raw:?} is not valid; keeping {keeping}"),
+        ))
+    };
+    use super::annotations::policy::{parse_on_off, parse_size};
+    if let Some(raw) = data.get("proxy-request-buffering") {
+        match parse_on_off(raw) {
+            Some(b) => g.request_buffering = b,
+            None => invalid("proxy-request-buffering", raw, "on".into()),
+        }
+    }
+    if let Some(raw) = data.get("client-body-buffer-size") {
+        match parse_size(raw) {
+            Some(n) => g.client_body_buffer_size = n,
+            None => invalid("client-body-buffer-size", raw, "8k".into()),
+        }
+    }
+    if let Some(raw) = data.get("client-body-timeout") {
+        match parse_seconds(raw) {
+            Some(d) => g.client_body_timeout = d,
+            None => invalid("client-body-timeout", raw, "60".into()),
+        }
+    }
+    if let Some(raw) = data.get("max-worker-connections") {
+        match raw.trim().parse::<usize>() {
+            Ok(n) => g.max_worker_connections = n,
+            Err(_) => invalid("max-worker-connections", raw, "16384".into()),
+        }
+    }
     g
 }
 
@@ -288,6 +324,51 @@ mod tests {
         let g = globals(&[cm(&bad)], Some(&name), &mut warnings);
         assert_eq!((g.limit_req_status, g.limit_conn_status), (503, 503));
         assert_eq!(warnings.len(), 2);
+    }
+
+    #[test]
+    fn request_body_and_connection_keys() {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some("cfg".into());
+        c.metadata.namespace = Some("ns".into());
+        let cm = |c: &ConfigMap, data: &[(&str, &str)]| {
+            let mut c = c.clone();
+            c.data = Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            std::sync::Arc::new(c)
+        };
+        let name: ObjectRef = "ns/cfg".parse().unwrap();
+        let mut warnings = Vec::new();
+        let g = globals(&[cm(&c, &[])], Some(&name), &mut warnings);
+        assert!(g.request_buffering);
+        assert_eq!(g.client_body_buffer_size, 8 * 1024);
+        assert_eq!(g.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(g.max_worker_connections, 16384);
+        let set = [
+            ("proxy-request-buffering", "off"),
+            ("client-body-buffer-size", "64k"),
+            ("client-body-timeout", "5"),
+            ("max-worker-connections", "0"),
+        ];
+        let g = globals(&[cm(&c, &set)], Some(&name), &mut warnings);
+        assert!(!g.request_buffering);
+        assert_eq!(g.client_body_buffer_size, 64 * 1024);
+        assert_eq!(g.client_body_timeout, Duration::from_secs(5));
+        assert_eq!(g.max_worker_connections, 0);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let bad = [
+            ("proxy-request-buffering", "yes"),
+            ("client-body-buffer-size", "big"),
+            ("client-body-timeout", "0"),
+            ("max-worker-connections", "-1"),
+        ];
+        let g = globals(&[cm(&c, &bad)], Some(&name), &mut warnings);
+        assert!(g.request_buffering);
+        assert_eq!(g.max_worker_connections, 16384);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub const DIFFERS: &[(&str, &str)] = &[
     ),
     (
         "client-body-buffer-size",
-        "accepted, no effect: sluice streams request bodies",
+        "bodies above it go to an unlinked temporary file in $TMPDIR (nginx: client_body_temp_path)",
     ),
     (
         "force-ssl-redirect",
@@ -46,7 +46,7 @@ pub const DIFFERS: &[(&str, &str)] = &[
     ),
     (
         "proxy-request-buffering",
-        "accepted, no effect: sluice always streams request bodies (as `off`); proxy-body-size is still enforced",
+        "`on` buffers bodies with a content-length; chunked bodies (and HTTP/2 bodies without content-length) and gRPC are streamed as with `off`",
     ),
     (
         "proxy-ssl-ciphers",

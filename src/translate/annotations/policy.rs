@@ -4,12 +4,12 @@
 //! `proxy-body-size`, the per-Ingress proxy timeouts, `upstream-vhost`,
 //! `x-forwarded-prefix`; plus `use-regex` and `rewrite-target`, which the path rules read.
 //!
-//! Buffering keys are validated and accepted but do not change behaviour: sluice always
-//! streams request and response bodies (nginx's `proxy-request-buffering: off` /
-//! `proxy-buffering: off`; `proxy-body-size` is still enforced while streaming), so
-//! `proxy-buffering`, `proxy-request-buffering`, `proxy-buffer-size` and
-//! `client-body-buffer-size` have no effect; `proxy-http-version` must be `1.1` (Pingora
-//! speaks HTTP/1.1 or 2 upstream; `1.0` warns and 1.1 is used).
+//! `proxy-request-buffering` (`on`/`off`) and `client-body-buffer-size` (a size) override
+//! the ConfigMap's request buffering (see `proxy::buffering`). The response-side keys
+//! `proxy-buffering` and `proxy-buffer-size` are validated and accepted but do not change
+//! behaviour: sluice streams responses (nginx's `proxy-buffering: off`);
+//! `proxy-http-version` must be `1.1` (Pingora speaks HTTP/1.1 or 2 upstream; `1.0` warns
+//! and 1.1 is used).
 //!
 //! A bad value warns (`InvalidAnnotation`, naming key and value). Where ignoring it would
 //! widen access (a broken allow or deny list), the Ingress's paths answer 403 instead:
@@ -190,19 +190,36 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
             ));
         }
     }
-    // Accepted for compatibility (see the module doc); bad values still warn.
-    for key in ["proxy-buffering", "proxy-request-buffering"] {
-        if let Some(v) = get(key) {
-            if !matches!(v, "on" | "off") {
-                warn(format!("{P}{key}: {v:?} is not on or off; ignored"));
-            }
+    // Request bodies (hardening, issue 11).
+    if let Some(v) = get("proxy-request-buffering") {
+        match parse_on_off(v) {
+            Some(b) => policy.request_buffering = Some(b),
+            None => warn(format!(
+                "{P}proxy-request-buffering: {v:?} is not on or off; using the ConfigMap value"
+            )),
         }
     }
-    for key in ["proxy-buffer-size", "client-body-buffer-size"] {
-        if let Some(v) = get(key) {
-            if parse_size(v).is_none() {
-                warn(format!("{P}{key}: {v:?} is not a size; ignored"));
-            }
+    if let Some(v) = get("client-body-buffer-size") {
+        match parse_size(v) {
+            Some(n) => policy.client_body_buffer_size = Some(n),
+            None => warn(format!(
+                "{P}client-body-buffer-size: {v:?} is not a size; using the ConfigMap value"
+            )),
+        }
+    }
+    // Accepted for compatibility (see the module doc); bad values still warn.
+    if let Some(v) = get("proxy-buffering") {
+        if parse_on_off(v).is_none() {
+            warn(format!(
+                "{P}proxy-buffering: {v:?} is not on or off; ignored"
+            ));
+        }
+    }
+    if let Some(v) = get("proxy-buffer-size") {
+        if parse_size(v).is_none() {
+            warn(format!(
+                "{P}proxy-buffer-size: {v:?} is not a size; ignored"
+            ));
         }
     }
     if let Some(v) = get("proxy-http-version") {
@@ -213,6 +230,15 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
         }
     }
     (policy, paths)
+}
+
+/// nginx's `on`/`off`.
+pub fn parse_on_off(v: &str) -> Option<bool> {
+    match v.trim() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
 }
 
 /// nginx sizes: bytes, or a number with k/K, m/M, g/G.
