@@ -292,6 +292,20 @@ pub struct GlobalSettings {
     /// `custom-http-errors`: statuses replaced by the error backend's page, for
     /// Ingresses without the annotation (sorted; empty: none).
     pub custom_http_errors: Box<[u16]>,
+
+    // Request framing and client limits (hardening): see `proxy::framing`.
+    /// `client-header-timeout`: the whole request head must arrive within it.
+    pub client_header_timeout: Duration,
+    /// `client-header-buffer-size`: the first buffer a request head is read into.
+    pub client_header_buffer_size: usize,
+    /// `large-client-header-buffers`: (number, size); the request line and each header
+    /// line fit in one buffer, the whole head in all of them.
+    pub large_client_header_buffers: (usize, usize),
+    /// `keep-alive`: idle time a client connection is kept between requests (zero: no
+    /// keep-alive).
+    pub keep_alive: Duration,
+    /// `keep-alive-requests`: requests served on one client connection.
+    pub keep_alive_requests: u32,
 }
 
 impl Default for GlobalSettings {
@@ -324,6 +338,11 @@ impl Default for GlobalSettings {
             access_log: true,
             log_format: Arc::new(LogFormat::default()),
             custom_http_errors: Box::new([]),
+            client_header_timeout: Duration::from_secs(60),
+            client_header_buffer_size: 1024,
+            large_client_header_buffers: (4, 8192),
+            keep_alive: Duration::from_secs(75),
+            keep_alive_requests: 1000,
         }
     }
 }
