@@ -377,7 +377,14 @@ impl FramingGuard {
                     self.end += n;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Also wake when the answers before this head are out, so its
+                    // deadline starts then.
+                    if !self.unanswered.is_empty() {
+                        self.park(cx);
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
