@@ -312,3 +312,43 @@ fn dechunk(mut body: &str) -> String {
         body = &body[line_end + 2 + size + 2..];
     }
 }
+
+#[test]
+fn the_tls_listener_refuses_ambiguous_framing_too() {
+    use std::process::{Command, Stdio};
+    let (s, backend) = start(&[]);
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-ign_eof", "-alpn", "http/1.1"])
+        .args(["-servername", "h.example", "-connect", &s.https.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: h.example\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+    );
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(req.as_bytes())
+        .unwrap();
+    // s_client exits when the server closes the connection.
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let exited = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    assert!(exited, "TLS connection left open after {out:?}");
+    assert_eq!(backend.received(), "");
+}
