@@ -223,9 +223,7 @@ fn pipelined_requests_are_answered_in_order() {
 fn a_bad_pipelined_request_is_refused_after_the_good_one_is_answered() {
     let (s, backend) = start(&[]);
     let mut c = connect(&s);
-    let req = format!(
-        "GET /good HTTP/1.1\r\nHost: h.example\r\n\r\nPOST /bad HTTP/1.1\r\nHost: h.example\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd"
-    );
+    let req = "GET /good HTTP/1.1\r\nHost: h.example\r\n\r\nPOST /bad HTTP/1.1\r\nHost: h.example\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd";
     c.write_all(req.as_bytes()).unwrap();
     let (reply, closed) = read_until_closed(&mut c, Duration::from_secs(5));
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply:?}");
