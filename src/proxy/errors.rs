@@ -13,8 +13,10 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Not Allowed",
         408 => "Request Time-out",
         413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Temporarily Unavailable",
         504 => "Gateway Time-out",
@@ -24,7 +26,11 @@ pub fn reason(status: u16) -> &'static str {
 
 /// nginx's HTML error body, with sluice's name where nginx prints its own.
 pub fn html_body(status: u16) -> Bytes {
-    let title = format!("{status} {}", reason(status));
+    html_page(&format!("{status} {}", reason(status)))
+}
+
+/// nginx's HTML error page with `title` (e.g. `400 Request Header Or Cookie Too Large`).
+pub fn html_page(title: &str) -> Bytes {
     Bytes::from(format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>sluice</center>\r\n</body>\r\n</html>\r\n"
     ))

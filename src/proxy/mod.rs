@@ -17,6 +17,7 @@ pub mod cors;
 pub mod custom_errors;
 pub mod error_client;
 pub mod errors;
+pub mod framing;
 pub mod headers;
 pub mod limits;
 pub mod proxy_protocol;

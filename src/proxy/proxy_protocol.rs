@@ -180,12 +180,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if stream.get_ssl_digest().is_none() && self.table.load().globals.use_proxy_protocol {
-            if let Err(e) = accept_header(&mut *stream).await {
-                debug!(error = %e, "closing connection: use-proxy-protocol is on");
-                return None;
+        let limits = {
+            let table = self.table.load();
+            if stream.get_ssl_digest().is_none() && table.globals.use_proxy_protocol {
+                if let Err(e) = accept_header(&mut *stream).await {
+                    debug!(error = %e, "closing connection: use-proxy-protocol is on");
+                    return None;
+                }
             }
-        }
+            super::framing::Limits::from_globals(&table.globals)
+        };
+        // Request framing (hardening): strict HTTP/1 framing before Pingora's parser.
+        let stream = super::framing::guard(stream, limits);
         self.inner.process_new(stream, shutdown).await
     }
 

@@ -42,8 +42,6 @@ pub struct ProxyOptions {
     pub balancer: Arc<Balancer>,
     /// `limit-rps`/`-rpm`/`-connections` counters shared by every worker.
     pub limiter: Arc<Limiter>,
-    /// Client idle keep-alive (`keep-alive`, 75 s in ingress-nginx).
-    pub client_keepalive: Duration,
     /// Bytes of request headers accepted before answering 400 (nginx: 4 × 8k buffers).
     pub max_request_header_bytes: usize,
     pub access_log: bool,
@@ -54,7 +52,6 @@ impl Default for ProxyOptions {
         ProxyOptions {
             balancer: Arc::new(Balancer::new(None)),
             limiter: Arc::new(Limiter::new()),
-            client_keepalive: Duration::from_secs(75),
             max_request_header_bytes: 32 * 1024,
             access_log: true,
         }
@@ -412,11 +409,28 @@ impl ProxyHttp for SluiceProxy {
             .unwrap_or("")
             .to_ascii_lowercase();
         let token = |t: &str| connection.split(',').any(|c| c.trim() == t);
-        let keep = match req.version {
+        let wants_keepalive = match req.version {
             http::Version::HTTP_10 => token("keep-alive"),
             _ => !token("close"),
-        } && !crate::drain::draining();
-        session.set_keepalive(keep.then_some(self.options.client_keepalive.as_secs()));
+        };
+        // Request framing and client limits (hardening): never turn keep-alive back on
+        // where Pingora turned it off (Content-Length with Transfer-Encoding); close
+        // after `keep-alive-requests` requests (Pingora counts down the reuses left,
+        // which is unset on a connection's first request); `keep-alive: 0` closes.
+        let table = self.table.load();
+        let globals = &table.globals;
+        if session.get_keepalive_reuses_remaining().is_none() {
+            session.set_keepalive_reuses_remaining(Some(globals.keep_alive_requests - 1));
+        }
+        let idle = globals.keep_alive.as_secs();
+        let keep = wants_keepalive
+            && !crate::drain::draining()
+            && idle > 0
+            && session.get_keepalive().is_some();
+        session.set_keepalive(keep.then_some(idle));
+        // Responses come in request order; the framing guard hands Pingora a pipelined
+        // request only once it is checked.
+        session.set_pipelining_enabled(true);
         // nginx's client_header/body_timeout and send_timeout defaults.
         session.set_read_timeout(Some(Duration::from_secs(60)));
         session.set_write_timeout(Some(Duration::from_secs(60)));

@@ -303,6 +303,19 @@ pub struct GlobalSettings {
     /// `max-worker-connections`: client connections per worker; more are closed at
     /// once. 0: derived from the open-file limit (see `proxy::conncap`).
     pub max_worker_connections: usize,
+    // Request framing and client limits (hardening): see `proxy::framing`.
+    /// `client-header-timeout`: the whole request head must arrive within it.
+    pub client_header_timeout: Duration,
+    /// `client-header-buffer-size`: the first buffer a request head is read into.
+    pub client_header_buffer_size: usize,
+    /// `large-client-header-buffers`: (number, size); the request line and each header
+    /// line fit in one buffer, the whole head in all of them.
+    pub large_client_header_buffers: (usize, usize),
+    /// `keep-alive`: idle time a client connection is kept between requests (zero: no
+    /// keep-alive).
+    pub keep_alive: Duration,
+    /// `keep-alive-requests`: requests served on one client connection.
+    pub keep_alive_requests: u32,
 }
 
 impl Default for GlobalSettings {
@@ -339,6 +352,11 @@ impl Default for GlobalSettings {
             client_body_buffer_size: 8 * 1024,
             client_body_timeout: Duration::from_secs(60),
             max_worker_connections: 16384,
+            client_header_timeout: Duration::from_secs(60),
+            client_header_buffer_size: 1024,
+            large_client_header_buffers: (4, 8192),
+            keep_alive: Duration::from_secs(75),
+            keep_alive_requests: 1000,
         }
     }
 }

@@ -161,6 +161,7 @@ pub fn globals(
             format!("{key}: {raw:?} is not valid; keeping {keeping}"),
         ))
     };
+    framing_limits(&mut g, data, &mut invalid);
     use super::annotations::policy::{parse_on_off, parse_size};
     if let Some(raw) = data.get("proxy-request-buffering") {
         match parse_on_off(raw) {
@@ -238,6 +239,66 @@ pub fn parse_nginx_time(raw: &str) -> Option<Duration> {
         rest = rest[unit_len..].trim_start();
     }
     (total <= Duration::from_secs(86_400)).then_some(total)
+}
+
+/// Request framing and client limits (hardening): `client-header-timeout`,
+/// `client-header-buffer-size`, `large-client-header-buffers`, `keep-alive`,
+/// `keep-alive-requests`, with nginx's value syntax.
+fn framing_limits(
+    g: &mut GlobalSettings,
+    data: &BTreeMap<String, String>,
+    invalid: &mut dyn FnMut(&str, &str, String),
+) {
+    if let Some(raw) = data.get("client-header-timeout") {
+        match parse_nginx_time(raw).filter(|d| !d.is_zero()) {
+            Some(d) => g.client_header_timeout = d,
+            None => invalid("client-header-timeout", raw, "60s".into()),
+        }
+    }
+    if let Some(raw) = data.get("keep-alive") {
+        match parse_nginx_time(raw) {
+            Some(d) => g.keep_alive = d,
+            None => invalid("keep-alive", raw, "75s".into()),
+        }
+    }
+    if let Some(raw) = data.get("keep-alive-requests") {
+        match raw.trim().parse::<u32>() {
+            Ok(n) if n > 0 => g.keep_alive_requests = n,
+            _ => invalid("keep-alive-requests", raw, "1000".into()),
+        }
+    }
+    if let Some(raw) = data.get("client-header-buffer-size") {
+        match parse_nginx_size(raw).filter(|n| (64..=1 << 20).contains(n)) {
+            Some(n) => g.client_header_buffer_size = n,
+            None => invalid("client-header-buffer-size", raw, "1k".into()),
+        }
+    }
+    if let Some(raw) = data.get("large-client-header-buffers") {
+        let mut it = raw.split_whitespace();
+        let parsed = match (it.next(), it.next(), it.next()) {
+            (Some(n), Some(size), None) => n
+                .parse::<usize>()
+                .ok()
+                .zip(parse_nginx_size(size))
+                .filter(|&(n, size)| n > 0 && size >= 128 && n * size <= 1 << 20),
+            _ => None,
+        };
+        match parsed {
+            Some(v) => g.large_client_header_buffers = v,
+            None => invalid("large-client-header-buffers", raw, "4 8k".into()),
+        }
+    }
+}
+
+/// An nginx size: bytes, or with `k`/`m` (either case).
+pub fn parse_nginx_size(raw: &str) -> Option<usize> {
+    let v = raw.trim();
+    let (digits, unit) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 1024),
+        b'm' | b'M' => (&v[..v.len() - 1], 1 << 20),
+        _ => (v, 1),
+    };
+    digits.parse::<usize>().ok()?.checked_mul(unit)
 }
 
 #[cfg(test)]
@@ -377,5 +438,67 @@ mod tests {
         assert_eq!(parse_seconds(" 60s"), Some(Duration::from_secs(60)));
         assert_eq!(parse_seconds("0"), None);
         assert_eq!(parse_seconds("soon"), None);
+    }
+
+    #[test]
+    fn framing_limits_from_the_configmap() {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some("cfg".into());
+        c.metadata.namespace = Some("ns".into());
+        let set = |c: &mut ConfigMap, data: &[(&str, &str)]| {
+            c.data = Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let name: ObjectRef = "ns/cfg".parse().unwrap();
+        let mut warnings = Vec::new();
+        set(&mut c, &[]);
+        let g = globals(
+            &[std::sync::Arc::new(c.clone())],
+            Some(&name),
+            &mut warnings,
+        );
+        assert_eq!(g.client_header_timeout, Duration::from_secs(60));
+        assert_eq!(g.large_client_header_buffers, (4, 8192));
+        assert_eq!(g.client_header_buffer_size, 1024);
+        assert_eq!(g.keep_alive, Duration::from_secs(75));
+        assert_eq!(g.keep_alive_requests, 1000);
+        set(
+            &mut c,
+            &[
+                ("client-header-timeout", "2s"),
+                ("large-client-header-buffers", "8 16k"),
+                ("client-header-buffer-size", "2k"),
+                ("keep-alive", "0"),
+                ("keep-alive-requests", "3"),
+            ],
+        );
+        let g = globals(
+            &[std::sync::Arc::new(c.clone())],
+            Some(&name),
+            &mut warnings,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(g.client_header_timeout, Duration::from_secs(2));
+        assert_eq!(g.large_client_header_buffers, (8, 16384));
+        assert_eq!(g.client_header_buffer_size, 2048);
+        assert_eq!(g.keep_alive, Duration::ZERO);
+        assert_eq!(g.keep_alive_requests, 3);
+        set(
+            &mut c,
+            &[
+                ("client-header-timeout", "0"),
+                ("large-client-header-buffers", "4"),
+                ("client-header-buffer-size", "lots"),
+                ("keep-alive", "forever"),
+                ("keep-alive-requests", "0"),
+            ],
+        );
+        let g = globals(&[std::sync::Arc::new(c)], Some(&name), &mut warnings);
+        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        assert_eq!(g.client_header_timeout, Duration::from_secs(60));
+        assert_eq!(g.large_client_header_buffers, (4, 8192));
     }
 }
