@@ -310,7 +310,7 @@ impl FramingGuard {
         loop {
             if self.start < self.end {
                 let head = &self.buf[self.start..self.end];
-                if self.first && parse::request_line(head) == parse::H2_PREFACE_LINE {
+                if self.first && head.starts_with(parse::H2_PREFACE_LINE) {
                     // h2c prior knowledge: Pingora speaks HTTP/2 on this connection.
                     self.passthrough = true;
                     self.release = self.end;

@@ -134,7 +134,7 @@ pub struct Head {
 }
 
 /// The request line of h2c prior knowledge.
-pub const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
+pub const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -151,11 +151,6 @@ fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
     head.split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .skip_while(|l| l.is_empty())
-}
-
-/// The first line of a complete head.
-pub fn request_line(head: &[u8]) -> &[u8] {
-    lines(head).next().unwrap_or_default()
 }
 
 /// Checks a complete head the way nginx does and says how its body is framed.
