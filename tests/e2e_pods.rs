@@ -17,12 +17,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Control plane in nodes mode, one node agent, sluice, and a Deployment `web` of
 /// `replicas` behind a Service and an Ingress for `host`, rolled out and served.
-fn setup(
-    subnet: u8,
-    ns: &str,
-    host: &str,
-    replicas: u32,
-) -> (Cluster, NodeAgent, Controller) {
+fn setup(subnet: u8, ns: &str, host: &str, replicas: u32) -> (Cluster, NodeAgent, Controller) {
     let cluster = cluster_with_nodes("10s");
     let agent = NodeAgent::start(&cluster, &format!("node-{subnet}"), subnet);
     let kubeconfig = cluster.sluice_kubeconfig();
@@ -46,7 +41,14 @@ fn setup(
 
 fn rollout_status(cluster: &Cluster, agent: &NodeAgent, ns: &str) {
     if let Err(e) = cluster.try_kubectl(
-        &["rollout", "status", "deployment/web", "-n", ns, "--timeout=180s"],
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            ns,
+            "--timeout=180s",
+        ],
         None,
     ) {
         panic!(
@@ -78,7 +80,14 @@ fn rollouts_under_load_lose_no_request() {
     std::thread::sleep(Duration::from_secs(3));
     // Phase 3: image tag and env change; phase 4: settled on the third generation.
     load.next_phase();
-    cluster.kubectl(&["set", "image", "deployment/web", "-n", ns, "app=sluice-echo:v2"]);
+    cluster.kubectl(&[
+        "set",
+        "image",
+        "deployment/web",
+        "-n",
+        ns,
+        "app=sluice-echo:v2",
+    ]);
     cluster.kubectl(&["set", "env", "deployment/web", "-n", ns, "ROLLOUT=3"]);
     rollout_status(&cluster, &agent, ns);
     let third = settled(&cluster, ns, &second);
@@ -104,10 +113,24 @@ fn rollouts_under_load_lose_no_request() {
     let names = |p: usize| -> BTreeSet<String> { stats.per_phase[p].keys().cloned().collect() };
     let set = |v: &[String]| -> BTreeSet<String> { v.iter().cloned().collect() };
     assert_eq!(names(0), set(&first), "before the restart: the first Pods");
-    assert_eq!(names(2), set(&second), "after the restart: only the new Pods");
-    assert_eq!(names(4), set(&third), "after the image change: only the newest Pods");
+    assert_eq!(
+        names(2),
+        set(&second),
+        "after the restart: only the new Pods"
+    );
+    assert_eq!(
+        names(4),
+        set(&third),
+        "after the image change: only the newest Pods"
+    );
     let image = cluster.kubectl(&[
-        "get", "pods", "-n", ns, "-l", "app=web", "-o",
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "app=web",
+        "-o",
         "jsonpath={.items[*].status.containerStatuses[0].image}",
     ]);
     assert!(image.contains("sluice-echo:v2"), "{image}");
@@ -157,7 +180,7 @@ fn scale_to_zero_and_back() {
     let took = first_ok.duration_since(ready).unwrap_or_default();
     eprintln!("Pod {backend} Ready -> first request routed: {took:?}");
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs(1),
         "first request routed {took:?} after the Pod became Ready"
     );
 }
@@ -175,17 +198,27 @@ fn node_loss_stops_traffic() {
         s.get(host, "/").is_ok_and(|r| r.status == 503)
     });
     let node = cluster.kubectl(&[
-        "get", "node", &agent.name, "-o",
+        "get",
+        "node",
+        &agent.name,
+        "-o",
         "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
     ]);
     eprintln!("node loss -> traffic stopped after {took:?} (node Ready={node})");
     assert_eq!(node, "Unknown");
     let unready = cluster.kubectl(&[
-        "get", "pods", "-n", ns, "-o",
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-o",
         "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
     ]);
     assert_eq!(unready, "False False", "Pods not marked NotReady");
-    assert!(lost.elapsed() >= Duration::from_secs(5), "stopped before the grace period");
+    assert!(
+        lost.elapsed() >= Duration::from_secs(5),
+        "stopped before the grace period"
+    );
     agent.thaw();
     let back = sluice.wait_for("traffic back", Duration::from_secs(60), |s| {
         s.get(host, "/").is_ok_and(|r| r.status == 200)

@@ -38,6 +38,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -240,14 +241,17 @@ func (a *agent) registerNode() error {
 	return a.renewLease()
 }
 
+// postNodeStatus retries on conflict: the controllers annotate and taint the Node too.
 func (a *agent) postNodeStatus() error {
-	n, err := a.client.CoreV1().Nodes().Get(context.Background(), a.node, metav1.GetOptions{})
-	if err != nil {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := a.client.CoreV1().Nodes().Get(context.Background(), a.node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status = a.nodeStatus()
+		_, err = a.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
 		return err
-	}
-	n.Status = a.nodeStatus()
-	_, err = a.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
-	return err
+	})
 }
 
 func (a *agent) renewLease() error {
@@ -264,6 +268,9 @@ func (a *agent) renewLease() error {
 	}
 	l.Spec.HolderIdentity, l.Spec.RenewTime = &a.node, &now
 	_, err = leases.Update(context.Background(), l, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return nil // renewed by the next tick
+	}
 	return err
 }
 

@@ -116,10 +116,11 @@ func (r *podRunner) kill() {
 
 func (r *podRunner) run() {
 	defer r.a.done(r.pod.UID)
+	// kill() waits on this, whichever way the runner ends.
+	defer r.killOnce.Do(func() { close(r.terminated) })
 	ns, ip, err := r.a.net.add()
 	if err != nil {
 		log.Printf("%s: network: %v", r.key(), err)
-		close(r.terminated)
 		return
 	}
 	r.ns, r.ip, r.started = ns, ip, time.Now()

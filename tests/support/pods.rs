@@ -39,7 +39,13 @@ pub fn agent_binary() -> PathBuf {
         .expect("run e2e/node-agent/build.sh");
     assert!(out.status.success(), "e2e/node-agent/build.sh failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(stdout.lines().last().expect("build.sh printed nothing").trim())
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("build.sh printed nothing")
+            .trim(),
+    )
 }
 
 /// A running node agent for Node `name`; stopped (its Pods killed, namespaces and
@@ -127,7 +133,12 @@ impl NodeAgent {
     /// When the agent posted `Ready=true` for Pod `ns/pod` (the last time), from its log.
     pub fn ready_posted_at(&self, ns: &str, pod: &str) -> Option<SystemTime> {
         let needle = format!(" {ns}/{pod}: Ready=true posted at ");
-        let line = self.log().lines().rev().find(|l| l.contains(&needle))?.to_string();
+        let line = self
+            .log()
+            .lines()
+            .rev()
+            .find(|l| l.contains(&needle))?
+            .to_string();
         let stamp = line.split(&needle).nth(1)?.trim();
         parse_rfc3339_utc(stamp)
     }
