@@ -54,6 +54,12 @@ command -v kubectl >/dev/null || export PATH="$SLUICE_K8S_BIN:$PATH"
 echo "== building helm for the chart tests"
 SLUICE_HELM="$(bash e2e/helm/build.sh | tail -n 1)"
 export SLUICE_HELM
+# Real Pods (tests/e2e_pods.rs): the node agent, built from its Go module with the
+# Kubernetes module cache (cached under ~/.cache/sluice/node-agent; kube-scheduler
+# comes from e2e/k8s/build.sh above).
+echo "== building the e2e node agent"
+SLUICE_NODE_AGENT="$(bash e2e/node-agent/build.sh | tail -n 1)"
+export SLUICE_NODE_AGENT
 
 echo "== cargo fmt --check"
 cargo fmt --check

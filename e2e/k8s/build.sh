@@ -96,7 +96,8 @@ done
 
 build "$here" "$k8s_ldflags" \
   kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
-  kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager
+  kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+  kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler
 # go.etcd.io/etcd/server/v3 is itself the etcd main package (server/main.go).
 build "$here/etcd" "-s -w" etcd=go.etcd.io/etcd/server/v3
 # The tests apply manifests with kubectl; a machine without one gets it from the same
@@ -105,5 +106,5 @@ if ! command -v kubectl >/dev/null 2>&1; then
   build "$here" "$k8s_ldflags" kubectl=k8s.io/kubernetes/cmd/kubectl
 fi
 
-log "kubernetes $k8s_version, etcd $etcd_version: $(cd "$bin" && echo kube-apiserver kube-controller-manager etcd)"
+log "kubernetes $k8s_version, etcd $etcd_version: $(cd "$bin" && echo kube-apiserver kube-controller-manager kube-scheduler etcd)"
 echo "$bin"

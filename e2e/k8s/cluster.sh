@@ -15,7 +15,13 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-components=(kube-controller-manager kube-apiserver etcd) # stop order
+# Stop order; kube-scheduler runs only in nodes mode (stopping what never ran is a no-op).
+components=(kube-scheduler kube-controller-manager kube-apiserver etcd)
+# Nodes mode (SLUICE_K8S_NODES=1, for a node agent that runs real Pods): also the
+# node-lifecycle controller (with a short SLUICE_K8S_NODE_GRACE, default 10s) and
+# kube-scheduler. Off by default: node-lifecycle would mark the Pods of a Node that
+# nobody heartbeats NotReady.
+nodes=${SLUICE_K8S_NODES:-0}
 timeout=${SLUICE_K8S_TIMEOUT:-120}
 
 log() { echo "cluster.sh: $*" >&2; }
@@ -284,6 +290,11 @@ cmd_restart_apiserver() {
 }
 
 start_kcm() {
+  local node_controllers="" node_flags=()
+  if ((nodes)); then
+    node_controllers=,nodelifecycle
+    node_flags=(--node-monitor-grace-period="${SLUICE_K8S_NODE_GRACE:-10s}" --node-monitor-period=1s)
+  fi
   free_port
   kcm_port=$REPLY
   launch kube-controller-manager \
@@ -291,7 +302,8 @@ start_kcm() {
     --bind-address=127.0.0.1 \
     --secure-port="$kcm_port" \
     --cert-dir="$dir/pki/kcm-generated" \
-    --controllers=endpointslice,endpointslicemirroring,garbagecollector,namespace,serviceaccount-token \
+    --controllers="endpointslice,endpointslicemirroring,garbagecollector,namespace,serviceaccount-token,deployment,replicaset$node_controllers" \
+    "${node_flags[@]}" \
     --leader-elect=false \
     --use-service-account-credentials=false \
     --service-account-private-key-file="$dir/pki/sa.key" \
@@ -299,6 +311,24 @@ start_kcm() {
     --profiling=false \
     --v="${SLUICE_K8S_VERBOSITY:-1}"
   wait_for kube-controller-manager healthy kcm_healthy
+}
+
+sched_healthy() { [[ $(curl -sfk --max-time 2 "https://127.0.0.1:$sched_port/healthz") == ok ]]; }
+
+start_scheduler() {
+  free_port
+  sched_port=$REPLY
+  launch kube-scheduler \
+    --kubeconfig="$dir/admin.kubeconfig" \
+    --authentication-kubeconfig="$dir/admin.kubeconfig" \
+    --authorization-kubeconfig="$dir/admin.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$sched_port" \
+    --cert-dir="$dir/pki/scheduler-generated" \
+    --leader-elect=false \
+    --profiling=false \
+    --v="${SLUICE_K8S_VERBOSITY:-1}"
+  wait_for kube-scheduler healthy sched_healthy
 }
 
 # with_retries FUNC: rerun FUNC (which picks its own ports) after a port clash.
@@ -328,6 +358,7 @@ cmd_start() {
     bin=$("$here/build.sh" | tail -n1) || die "build.sh failed"
   fi
   for c in "${components[@]}"; do
+    [[ $c == kube-scheduler ]] && ! ((nodes)) && continue
     [[ -x $bin/$c ]] || die "$bin/$c missing (run $here/build.sh)"
   done
 
@@ -349,6 +380,10 @@ cmd_start() {
   log "kube-apiserver ready on https://127.0.0.1:$api_port"
   with_retries start_kcm
   log "kube-controller-manager healthy on 127.0.0.1:$kcm_port"
+  if ((nodes)); then
+    with_retries start_scheduler
+    log "kube-scheduler healthy on 127.0.0.1:$sched_port"
+  fi
 
   cat >"$dir/env" <<EOF
 export KUBECONFIG='$dir/admin.kubeconfig'
@@ -362,6 +397,9 @@ export SLUICE_K8S_ETCD_PID=$(<"$dir/etcd.pid")
 export SLUICE_K8S_APISERVER_PID=$(<"$dir/kube-apiserver.pid")
 export SLUICE_K8S_CONTROLLER_MANAGER_PID=$(<"$dir/kube-controller-manager.pid")
 EOF
+  if ((nodes)); then
+    echo "export SLUICE_K8S_SCHEDULER_PID=$(<"$dir/kube-scheduler.pid")" >>"$dir/env"
+  fi
   log "cluster up in $((SECONDS - t0))s: source $dir/env (KUBECONFIG=$dir/admin.kubeconfig)"
 }
 

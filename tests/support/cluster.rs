@@ -26,6 +26,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with_env(&[])
+    }
+
+    /// `start` with extra environment for cluster.sh (e.g. `SLUICE_K8S_NODES=1`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("sluice-k8s-")
             .tempdir()
@@ -34,6 +39,7 @@ impl Cluster {
             .arg(repo().join("e2e/k8s/cluster.sh"))
             .arg("start")
             .arg(dir.path())
+            .envs(env.iter().copied())
             .status()
             .expect("run cluster.sh");
         let mut c = Cluster {

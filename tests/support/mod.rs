@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod helm;
+pub mod pods;
 pub mod raw;
 pub mod tls;
 
