@@ -15,6 +15,7 @@ pub mod cors;
 pub mod custom_errors;
 pub mod error_client;
 pub mod errors;
+pub mod h2limits;
 pub mod headers;
 pub mod limits;
 pub mod proxy_protocol;

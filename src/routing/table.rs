@@ -292,6 +292,19 @@ pub struct GlobalSettings {
     /// `custom-http-errors`: statuses replaced by the error backend's page, for
     /// Ingresses without the annotation (sorted; empty: none).
     pub custom_http_errors: Box<[u16]>,
+
+    // HTTP/2 limits (hardening, issue 11): see proxy/h2limits.rs. All but the field
+    // size are read once, from the first table (Pingora's h2 options are per service).
+    /// `http2-max-concurrent-streams` (128): SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub http2_max_concurrent_streams: u32,
+    /// `http2-max-header-size` (32k, nginx's 4 × 8k header buffers): the decoded header
+    /// list, SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub http2_max_header_size: u32,
+    /// `http2-max-field-size` (8k): one decoded header field; larger gets 400.
+    pub http2_max_field_size: u32,
+    /// `keep-alive` (75 s) as nginx applies it to h2: an h2 connection without open
+    /// streams is closed after this long.
+    pub http2_idle_timeout: Duration,
 }
 
 impl Default for GlobalSettings {
@@ -324,6 +337,10 @@ impl Default for GlobalSettings {
             access_log: true,
             log_format: Arc::new(LogFormat::default()),
             custom_http_errors: Box::new([]),
+            http2_max_concurrent_streams: 128,
+            http2_max_header_size: 32 * 1024,
+            http2_max_field_size: 8 * 1024,
+            http2_idle_timeout: Duration::from_secs(75),
         }
     }
 }

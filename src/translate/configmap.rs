@@ -149,8 +149,51 @@ pub fn globals(
         }
         v.into()
     });
+    // HTTP/2 limits (hardening, issue 11).
+    http2_limits(&mut g, data, &mut invalid);
     super::headers::apply(&mut g, data, config_maps, name, warnings);
     g
+}
+
+/// `http2-max-concurrent-streams`, `http2-max-header-size`, `http2-max-field-size`
+/// (nginx sizes) and `keep-alive` (seconds, nginx times) as the h2 idle timeout.
+/// An empty value (ingress-nginx's default for the two deprecated size keys) keeps
+/// the default.
+fn http2_limits(
+    g: &mut GlobalSettings,
+    data: &BTreeMap<String, String>,
+    invalid: &mut dyn FnMut(&str, &str, String),
+) {
+    use super::annotations::policy::parse_size;
+    let set = |key: &str| data.get(key).filter(|v| !v.trim().is_empty());
+    if let Some(raw) = set("http2-max-concurrent-streams") {
+        match raw.trim().parse::<u32>() {
+            Ok(n @ 1..) => g.http2_max_concurrent_streams = n,
+            _ => invalid("http2-max-concurrent-streams", raw, "128".into()),
+        }
+    }
+    // At least 1k: h2spec's and browsers' ordinary requests must fit; at most 16m.
+    for (key, slot) in [
+        ("http2-max-header-size", &mut g.http2_max_header_size),
+        ("http2-max-field-size", &mut g.http2_max_field_size),
+    ] {
+        if let Some(raw) = set(key) {
+            match parse_size(raw) {
+                Some(n @ 1024..=16_777_216) => *slot = n as u32,
+                _ => invalid(key, raw, slot.to_string()),
+            }
+        }
+    }
+    if let Some(raw) = set("keep-alive") {
+        match parse_nginx_time(raw) {
+            Some(d) => g.http2_idle_timeout = d,
+            None => invalid(
+                "keep-alive",
+                raw,
+                format!("{}s", g.http2_idle_timeout.as_secs()),
+            ),
+        }
+    }
 }
 
 /// ingress-nginx booleans: `true`/`false` (any case).
