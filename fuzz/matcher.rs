@@ -159,11 +159,16 @@ fn raw(data: &[u8]) {
                     .any(|s| s.is_empty() || *s == "." || *s == ".."),
                 "{candidate:?} → {p:?} keeps an empty or dot segment"
             );
-            assert_eq!(
-                normalize_path(&p).as_deref(),
-                Ok(&*p),
-                "not idempotent: {candidate:?}"
-            );
+            // Decoding is single-pass, as nginx's: `%5%42` leaves `%5B`, which a second
+            // pass would decode again (fuzz/regressions/matcher/single-decode). So only
+            // a result without `%` must be a fixed point.
+            if !p.contains('%') {
+                assert_eq!(
+                    normalize_path(&p).as_deref(),
+                    Ok(&*p),
+                    "not idempotent: {candidate:?}"
+                );
+            }
         }
         let _ = normalize_host(candidate);
     }

@@ -59,11 +59,14 @@ pub fn htpasswd(data: &[u8]) {
             let _ = h.identity();
             if !h.is_slow() {
                 let _ = h.verify(line.as_bytes());
-                let _ = h.verify(b"");
             }
         }
     }
     let mut c = Choices::new(data);
+    // MD5-crypt is 1000 rounds: the round trip on one input in eight keeps the rest fast.
+    if c.below(8) != 0 {
+        return;
+    }
     let password = c.text(16);
     let salt: String = c
         .text(8)

@@ -340,4 +340,66 @@ mod tests {
         assert_eq!(parse_seconds("0"), None);
         assert_eq!(parse_seconds("soon"), None);
     }
+
+    // HTTP/2 limits (hardening, issue 11).
+    #[test]
+    fn http2_limits() {
+        let cm = |data: &[(&str, &str)]| {
+            let mut c = ConfigMap::default();
+            c.metadata.name = Some("cfg".into());
+            c.metadata.namespace = Some("ns".into());
+            c.data = Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            std::sync::Arc::new(c)
+        };
+        let name: ObjectRef = "ns/cfg".parse().unwrap();
+        let mut warnings = Vec::new();
+        let g = globals(&[cm(&[])], Some(&name), &mut warnings);
+        assert_eq!(
+            (
+                g.http2_max_concurrent_streams,
+                g.http2_max_header_size,
+                g.http2_max_field_size
+            ),
+            (128, 32 * 1024, 8 * 1024)
+        );
+        assert_eq!(g.http2_idle_timeout, Duration::from_secs(75));
+        // ingress-nginx's default for the two size keys is the empty string.
+        let g = globals(
+            &[cm(&[
+                ("http2-max-concurrent-streams", "64"),
+                ("http2-max-header-size", "16k"),
+                ("http2-max-field-size", ""),
+                ("keep-alive", "30s"),
+            ])],
+            Some(&name),
+            &mut warnings,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            (
+                g.http2_max_concurrent_streams,
+                g.http2_max_header_size,
+                g.http2_max_field_size
+            ),
+            (64, 16 * 1024, 8 * 1024)
+        );
+        assert_eq!(g.http2_idle_timeout, Duration::from_secs(30));
+        let g = globals(
+            &[cm(&[
+                ("http2-max-concurrent-streams", "0"),
+                ("http2-max-header-size", "100"),
+                ("http2-max-field-size", "lots"),
+                ("keep-alive", "-1"),
+            ])],
+            Some(&name),
+            &mut warnings,
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert_eq!(g.http2_max_concurrent_streams, 128);
+        assert_eq!(g.http2_max_header_size, 32 * 1024);
+    }
 }
