@@ -5,6 +5,7 @@
 #   e2e/bench/soak.sh                    # 10 minutes
 #   SOAK_SECONDS=300 e2e/bench/soak.sh   # shorter
 #   e2e/bench/soak.sh --no-build         # use the existing release binaries
+#   SOAK_BIN_DIR=target/debug e2e/bench/soak.sh   # other binaries (no build)
 #
 # Load, all on loopback, each loop bounded by SOAK_SECONDS (and by a count):
 #   - wrk keep-alive (HTTP/1.1, 8 connections);
@@ -43,7 +44,13 @@ command -v openssl >/dev/null || need+=(openssl)
 bench_install "${need[@]}"
 command -v python3 >/dev/null || die "python3 is needed (WebSocket and slow clients)"
 
-bench_build "$build"
+if [[ -n ${SOAK_BIN_DIR:-} ]]; then
+    # Binaries from elsewhere (e.g. SOAK_BIN_DIR=$CARGO_TARGET_DIR/debug when there is
+    # no time for a release build); the figures then describe that build.
+    ECHO_BIN=$SOAK_BIN_DIR/sluice-echo SLUICE_BIN=$SOAK_BIN_DIR/sluice SLUICE_BUILD_FAILED=""
+else
+    bench_build "$build"
+fi
 [[ -z $SLUICE_BUILD_FAILED && -x $SLUICE_BIN ]] || die "no release sluice ($SLUICE_BUILD_FAILED)"
 bench_tmp sluice-soak
 
@@ -160,12 +167,14 @@ def recv_until(s, marker, limit=1 << 16):
         buf += chunk
     return buf
 
-def frame(s):
-    h = s.recv(2, socket.MSG_WAITALL)
+def frame(f):
+    h = f.read(2)
+    if len(h) < 2:
+        raise RuntimeError("connection closed")
     n = h[1] & 0x7F
     if n == 126:
-        n = int.from_bytes(s.recv(2, socket.MSG_WAITALL), "big")
-    return h[0] & 0x0F, s.recv(n, socket.MSG_WAITALL) if n else b""
+        n = int.from_bytes(f.read(2), "big")
+    return h[0] & 0x0F, f.read(n) if n else b""
 
 def ws_session():
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -173,17 +182,21 @@ def ws_session():
         key = base64.b64encode(os.urandom(16)).decode()
         s.sendall((f"GET /ws HTTP/1.1\r\nHost: soak.local\r\nUpgrade: websocket\r\n"
                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = recv_until(s, b"\r\n\r\n")
+        # Buffered: the first frame may arrive with the 101 response.
+        f = s.makefile("rb")
+        head = f.readline()
+        while f.readline() not in (b"\r\n", b""):
+            pass
         if not head.startswith(b"HTTP/1.1 101"):
             raise RuntimeError(f"upgrade: {head[:60]!r}")
-        op, hello = frame(s)
+        op, hello = frame(f)
         if not hello.startswith(b"hello from"):
             raise RuntimeError(f"hello: {hello!r}")
         for i in range(5):
             msg = f"soak {i}".encode()
             mask = os.urandom(4)
             s.sendall(bytes([0x81, 0x80 | len(msg)]) + mask + bytes(b ^ mask[j % 4] for j, b in enumerate(msg)))
-            op, got = frame(s)
+            op, got = frame(f)
             if got != msg:
                 raise RuntimeError(f"echo: {got!r}")
             time.sleep(0.1)
@@ -259,7 +272,7 @@ LOADS+=($!)
 LOADS+=($!)
 
 generation() {
-    curl -s --max-time 2 "http://127.0.0.1:$ADMIN/metrics" | awk '$1 == "sluice_table_generation" { print $2 }'
+    curl -s --max-time 2 "http://127.0.0.1:$ADMIN/metrics" | awk '$1 ~ /^sluice_table_generation([{]|$)/ { print $NF }'
 }
 printf '%6s %10s %6s %10s\n' t_s rss_kb fds generation
 : >"$R/samples.txt"
@@ -280,7 +293,7 @@ wrk_failed() { # file: non-2xx + socket errors (connect, read, write, timeout)
     awk '/Non-2xx/ { f += $NF } /Socket errors/ { gsub(/,/, ""); f += $4 + $6 + $8 + $10 } END { print f + 0 }' "$1"
 }
 wrk_total() { awk '/requests in/ { print $1 }' "$1"; }
-h2_failed() { awk '/^requests:/ { gsub(/,/, ""); print $8 + $10 + $12 }' "$1"; }
+h2_failed() { awk '/^requests:/ { gsub(/,/, ""); print $10 + $12 + $14 }' "$1"; }
 h2_total() { awk '/^requests:/ { print $2 }' "$1"; }
 h2_non2xx() { awk '/^status codes:/ { gsub(/,/, ""); print $5 + $7 + $9 }' "$1"; }
 
