@@ -60,6 +60,11 @@ export SLUICE_HELM
 echo "== building the e2e node agent"
 SLUICE_NODE_AGENT="$(bash e2e/node-agent/build.sh | tail -n 1)"
 export SLUICE_NODE_AGENT
+# h2spec (HTTP/2 conformance, tests/h2spec.rs), built from its Go module the same way
+# (cached under ~/.cache/sluice/h2spec; about 1.5 minutes cold, instant warm).
+echo "== building h2spec for the HTTP/2 conformance test"
+SLUICE_H2SPEC="$(bash e2e/h2spec/build.sh | tail -n 1)"
+export SLUICE_H2SPEC
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -67,6 +72,8 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (unit, fixtures, integration through the real binaries)"
 cargo test --all-targets --locked
+echo "== fuzz targets, 30 s each (fuzz/README.md; seeds in fuzz/corpus/<target>/)"
+SLUICE_FUZZ_SECONDS="${SLUICE_FUZZ_SECONDS:-30}" cargo test --locked --test fuzz -- --test-threads=1 --nocapture
 echo "== Dockerfile check (its build command run here; no image is built: no Docker engine)"
 bash e2e/dockerfile_check.sh
 echo "== demo smoke test (the README's first command, checked)"

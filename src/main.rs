@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{Listeners, TcpSocketOptions};
 use pingora::server::configuration::{Opt, ServerConf};
@@ -423,15 +422,17 @@ fn main() -> anyhow::Result<()> {
     // (measured with e2e/bench/proxy.sh: about 2x throughput on 2 cores).
     // Each worker's app is wrapped in `Draining`, which counts its connections for the
     // shutdown drain.
+    let first = table.load().globals.clone();
     for worker in 0..workers {
         let mut proxy = pingora::proxy::HttpProxy::new(
             SluiceProxy::new(table.clone(), options.clone()),
             server.configuration.clone(),
         );
         proxy.handle_init_modules();
-        let mut server_options = HttpServerOptions::default();
-        server_options.h2c = true;
-        proxy.server_options = Some(server_options);
+        // HTTP/2 limits and the h2 idle timeout (issue 11), for both listeners, read
+        // from the first table: Pingora clones these per connection from the service.
+        proxy.server_options = Some(sluice::proxy::h2limits::server_options(&first));
+        proxy.h2_options = Some(sluice::proxy::h2limits::h2_options(&first));
         // ConfigMap use-proxy-protocol: PROXY headers are read before HTTP on plain
         // connections and before the handshake on TLS ones. Draining (outermost) counts
         // every accepted connection for the shutdown drain.

@@ -18,6 +18,7 @@ pub mod custom_errors;
 pub mod error_client;
 pub mod errors;
 pub mod framing;
+pub mod h2limits;
 pub mod headers;
 pub mod limits;
 pub mod proxy_protocol;

@@ -458,7 +458,11 @@ impl ProxyHttp for SluiceProxy {
             None => String::new(),
         };
         ctx.head_bytes = header_bytes(req);
-        if ctx.head_bytes > self.options.max_request_header_bytes {
+        if ctx.head_bytes > self.options.max_request_header_bytes
+            // http2-max-field-size (issue 11): the h2 crate bounds only the whole list.
+            || (session.is_http2()
+                && super::h2limits::field_too_large(req, table.globals.http2_max_field_size))
+        {
             respond(session, 400, ctx).await?;
             return Ok(true);
         }

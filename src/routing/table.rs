@@ -316,6 +316,18 @@ pub struct GlobalSettings {
     pub keep_alive: Duration,
     /// `keep-alive-requests`: requests served on one client connection.
     pub keep_alive_requests: u32,
+    // HTTP/2 limits (hardening, issue 11): see proxy/h2limits.rs. All but the field
+    // size are read once, from the first table (Pingora's h2 options are per service).
+    /// `http2-max-concurrent-streams` (128): SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub http2_max_concurrent_streams: u32,
+    /// `http2-max-header-size` (32k, nginx's 4 × 8k header buffers): the decoded header
+    /// list, SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub http2_max_header_size: u32,
+    /// `http2-max-field-size` (8k): one decoded header field; larger gets 400.
+    pub http2_max_field_size: u32,
+    /// `keep-alive` (75 s) as nginx applies it to h2: an h2 connection without open
+    /// streams is closed after this long.
+    pub http2_idle_timeout: Duration,
 }
 
 impl Default for GlobalSettings {
@@ -357,6 +369,10 @@ impl Default for GlobalSettings {
             large_client_header_buffers: (4, 8192),
             keep_alive: Duration::from_secs(75),
             keep_alive_requests: 1000,
+            http2_max_concurrent_streams: 128,
+            http2_max_header_size: 32 * 1024,
+            http2_max_field_size: 8 * 1024,
+            http2_idle_timeout: Duration::from_secs(75),
         }
     }
 }

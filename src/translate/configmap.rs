@@ -162,6 +162,8 @@ pub fn globals(
         ))
     };
     framing_limits(&mut g, data, &mut invalid);
+    // HTTP/2 limits (hardening, issue 11).
+    http2_limits(&mut g, data, &mut invalid);
     use super::annotations::policy::{parse_on_off, parse_size};
     if let Some(raw) = data.get("proxy-request-buffering") {
         match parse_on_off(raw) {
@@ -299,6 +301,43 @@ pub fn parse_nginx_size(raw: &str) -> Option<usize> {
         _ => (v, 1),
     };
     digits.parse::<usize>().ok()?.checked_mul(unit)
+}
+
+/// `http2-max-concurrent-streams`, `http2-max-header-size`, `http2-max-field-size`
+/// (nginx sizes), and `keep-alive` as the h2 idle timeout.
+/// An empty value (ingress-nginx's default for the two deprecated size keys) keeps
+/// the default.
+fn http2_limits(
+    g: &mut GlobalSettings,
+    data: &BTreeMap<String, String>,
+    invalid: &mut dyn FnMut(&str, &str, String),
+) {
+    use super::annotations::policy::parse_size;
+    let set = |key: &str| data.get(key).filter(|v| !v.trim().is_empty());
+    if let Some(raw) = set("http2-max-concurrent-streams") {
+        match raw.trim().parse::<u32>() {
+            Ok(n @ 1..) => g.http2_max_concurrent_streams = n,
+            _ => invalid("http2-max-concurrent-streams", raw, "128".into()),
+        }
+    }
+    // At least 1k: h2spec's and browsers' ordinary requests must fit; at most 16m.
+    for (key, slot) in [
+        ("http2-max-header-size", &mut g.http2_max_header_size),
+        ("http2-max-field-size", &mut g.http2_max_field_size),
+    ] {
+        if let Some(raw) = set(key) {
+            match parse_size(raw) {
+                Some(n @ 1024..=16_777_216) => *slot = n as u32,
+                _ => invalid(key, raw, slot.to_string()),
+            }
+        }
+    }
+    // `keep-alive` is parsed once (framing_limits, which runs first); nginx applies it
+    // to h2 connections without open streams too. Zero (no HTTP/1 keep-alive) keeps
+    // the default rather than closing h2 connections between streams at once.
+    if !g.keep_alive.is_zero() {
+        g.http2_idle_timeout = g.keep_alive;
+    }
 }
 
 #[cfg(test)]
@@ -500,5 +539,67 @@ mod tests {
         assert_eq!(warnings.len(), 5, "{warnings:?}");
         assert_eq!(g.client_header_timeout, Duration::from_secs(60));
         assert_eq!(g.large_client_header_buffers, (4, 8192));
+    }
+
+    // HTTP/2 limits (hardening, issue 11).
+    #[test]
+    fn http2_limits() {
+        let cm = |data: &[(&str, &str)]| {
+            let mut c = ConfigMap::default();
+            c.metadata.name = Some("cfg".into());
+            c.metadata.namespace = Some("ns".into());
+            c.data = Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            std::sync::Arc::new(c)
+        };
+        let name: ObjectRef = "ns/cfg".parse().unwrap();
+        let mut warnings = Vec::new();
+        let g = globals(&[cm(&[])], Some(&name), &mut warnings);
+        assert_eq!(
+            (
+                g.http2_max_concurrent_streams,
+                g.http2_max_header_size,
+                g.http2_max_field_size
+            ),
+            (128, 32 * 1024, 8 * 1024)
+        );
+        assert_eq!(g.http2_idle_timeout, Duration::from_secs(75));
+        // ingress-nginx's default for the two size keys is the empty string.
+        let g = globals(
+            &[cm(&[
+                ("http2-max-concurrent-streams", "64"),
+                ("http2-max-header-size", "16k"),
+                ("http2-max-field-size", ""),
+                ("keep-alive", "30s"),
+            ])],
+            Some(&name),
+            &mut warnings,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            (
+                g.http2_max_concurrent_streams,
+                g.http2_max_header_size,
+                g.http2_max_field_size
+            ),
+            (64, 16 * 1024, 8 * 1024)
+        );
+        assert_eq!(g.http2_idle_timeout, Duration::from_secs(30));
+        let g = globals(
+            &[cm(&[
+                ("http2-max-concurrent-streams", "0"),
+                ("http2-max-header-size", "100"),
+                ("http2-max-field-size", "lots"),
+                ("keep-alive", "-1"),
+            ])],
+            Some(&name),
+            &mut warnings,
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert_eq!(g.http2_max_concurrent_streams, 128);
+        assert_eq!(g.http2_max_header_size, 32 * 1024);
     }
 }
