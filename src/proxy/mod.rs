@@ -17,6 +17,7 @@ pub mod error_client;
 pub mod errors;
 pub mod headers;
 pub mod limits;
+pub mod logwriter;
 pub mod proxy_protocol;
 pub mod service;
 pub mod subrequest;
