@@ -4,6 +4,13 @@
 # sluice, each driven in turn by the same wrk load; prints req/s and p50/p99 latency and
 # sluice's ratios against the best of nginx/HAProxy. This is a benchmark, not a test.
 #
+# Beside them the bare-Pingora floor (examples/floor.rs: a ProxyHttp with a fixed peer,
+# the same workers and listeners as sluice), so what is Pingora's and what is sluice's
+# shows; every row gives p99.9 and the proxy's CPU per request (user and system, from
+# /proc of the proxy process only), with the access log off, then again with it on
+# (ingress-nginx's default format, to a file) for nginx, HAProxy and sluice. The footer
+# gives sluice/floor and floor/nginx CPU ratios.
+#
 # Then the balancing section: three sluice-echo endpoints behind one Service, sluice with
 # round robin, cookie affinity (balanced and persistent, wrk sending the cookie so every
 # request takes the sticky path) and upstream-hash-by $request_uri, each an Ingress host
