@@ -305,7 +305,7 @@ impl Lifecycle {
             let waited = closed.elapsed();
             if GLOBAL.is_idle() && waited >= SETTLE.min(timeout) {
                 info!(after = ?waited, "drained: nothing in flight, exiting");
-                std::process::exit(0);
+                exit_process();
             }
             if waited >= timeout {
                 warn!(
@@ -313,7 +313,7 @@ impl Lifecycle {
                     requests = GLOBAL.requests(),
                     "worker-shutdown-timeout reached: exiting with work still in flight"
                 );
-                std::process::exit(0);
+                exit_process();
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -323,13 +323,29 @@ impl Lifecycle {
     }
 }
 
+// Flushing what must not be lost (the access log) before the process exits: the proxy
+// registers it here, below which the drain cannot import.
+static EXIT_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Runs `hook` just before the drain (or a SIGINT during it) exits the process.
+pub fn on_exit(hook: fn()) {
+    let _ = EXIT_HOOK.set(hook);
+}
+
+fn exit_process() -> ! {
+    if let Some(hook) = EXIT_HOOK.get() {
+        hook();
+    }
+    std::process::exit(0)
+}
+
 fn exit_now(why: &str) -> ! {
     warn!(
         connections = GLOBAL.connections(),
         requests = GLOBAL.requests(),
         "{why} during the drain: exiting now"
     );
-    std::process::exit(0)
+    exit_process()
 }
 
 #[cfg(test)]

@@ -462,6 +462,8 @@ fn main() -> anyhow::Result<()> {
         server.add_service(http);
     }
 
+    // Access-log lines still buffered are written before a drain exits the process.
+    sluice::drain::on_exit(sluice::proxy::logwriter::flush);
     let lifecycle = Lifecycle {
         readiness,
         table,
@@ -484,5 +486,6 @@ fn main() -> anyhow::Result<()> {
         shutdown_signal: Box::new(shutdown_signal),
     });
     // Only a fast shutdown (SIGINT) gets here: a drain exits from sluice::drain.
+    sluice::proxy::logwriter::flush();
     std::process::exit(0);
 }

@@ -13,10 +13,13 @@
 //! ingress-nginx's constant labels `controller_class`, `controller_namespace` and
 //! `controller_pod`, which its Grafana dashboard filters on.
 //!
-//! Recording costs a read lock and a hash probe per family on the request path; series
-//! are created once per distinct label set.
+//! The six per-request families are counted per worker thread (`shards`): each thread
+//! that records requests owns a shard of series it alone writes (plain loads and stores,
+//! no locked read-modify-write, no cache line shared with another worker) and finds a
+//! series by one hash of the label values in a thread-local map, with no lock. A scrape
+//! sums the shards. The other families change rarely and keep a lock per family.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -213,13 +216,7 @@ impl Family {
         let mut all: Vec<&Entry> = map.values().flatten().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         for (values, value) in all {
-            let mut labels = String::from(constant);
-            for (n, v) in self.labels.iter().zip(values.iter()) {
-                if !labels.is_empty() {
-                    labels.push(',');
-                }
-                let _ = write!(labels, "{n}=\"{}\"", escape(v));
-            }
+            let labels = label_text(constant, self.labels, values);
             match &**value {
                 Value::Counter(c) | Value::Gauge(c) => {
                     let _ = writeln!(out, "{}{{{labels}}} {}", self.name, num(c.get()));
@@ -230,25 +227,51 @@ impl Family {
                     sum,
                     count,
                 } => {
-                    let sep = if labels.is_empty() { "" } else { "," };
-                    let mut cumulative = 0;
-                    for (b, c) in buckets.iter().zip(counts.iter()) {
-                        cumulative += c.load(Ordering::Relaxed);
-                        let _ = writeln!(
-                            out,
-                            "{}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
-                            self.name,
-                            num(*b)
-                        );
-                    }
+                    let counts: Vec<u64> =
+                        counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
                     let n = count.load(Ordering::Relaxed);
-                    let _ = writeln!(out, "{}_bucket{{{labels}{sep}le=\"+Inf\"}} {n}", self.name);
-                    let _ = writeln!(out, "{}_sum{{{labels}}} {}", self.name, num(sum.get()));
-                    let _ = writeln!(out, "{}_count{{{labels}}} {n}", self.name);
+                    encode_histogram(out, self.name, &labels, buckets, &counts, sum.get(), n);
                 }
             }
         }
     }
+}
+
+/// The label part of a series: the constant labels, then `names` = `values`.
+fn label_text(constant: &str, names: &[&str], values: &[Box<str>]) -> String {
+    let mut labels = String::from(constant);
+    for (n, v) in names.iter().zip(values.iter()) {
+        if !labels.is_empty() {
+            labels.push(',');
+        }
+        let _ = write!(labels, "{n}=\"{}\"", escape(v));
+    }
+    labels
+}
+
+/// One histogram series: non-cumulative bucket `counts` (one per bucket bound), sum, count.
+fn encode_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    buckets: &[f64],
+    counts: &[u64],
+    sum: f64,
+    n: u64,
+) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (b, c) in buckets.iter().zip(counts.iter()) {
+        cumulative += c;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
+            num(*b)
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {n}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", num(sum));
+    let _ = writeln!(out, "{name}_count{{{labels}}} {n}");
 }
 
 fn num(v: f64) -> String {
@@ -304,12 +327,8 @@ pub struct RequestRecord<'a> {
 /// Every metric sluice exposes.
 pub struct Metrics {
     constant: OnceLock<String>,
-    requests: Family,
-    request_duration: Family,
-    response_duration: Family,
-    request_size: Family,
-    response_size: Family,
-    bytes_sent: Family,
+    /// The per-request families, one shard per recording thread.
+    shards: shards::Shards,
     ssl_expire: Family,
     reload_ok: Family,
     reload_time: Family,
@@ -319,6 +338,7 @@ pub struct Metrics {
     objects: Family,
     warnings: Family,
     upstream_connections: Family,
+    access_log_dropped: Family,
 }
 
 impl Metrics {
@@ -326,12 +346,7 @@ impl Metrics {
         use Kind::*;
         Metrics {
             constant: OnceLock::new(),
-            requests: Family::new("nginx_ingress_controller_requests", "The total number of client requests", Counter, REQ_LABELS),
-            request_duration: Family::new("nginx_ingress_controller_request_duration_seconds", "The request processing time in seconds", Histogram(TIME_BUCKETS), REQ_LABELS),
-            response_duration: Family::new("nginx_ingress_controller_response_duration_seconds", "The time spent on receiving the response from the upstream server in seconds", Histogram(TIME_BUCKETS), REQ_LABELS),
-            request_size: Family::new("nginx_ingress_controller_request_size", "The request length (including request line, header, and request body)", Histogram(SIZE_BUCKETS), REQ_LABELS),
-            response_size: Family::new("nginx_ingress_controller_response_size", "The response length (including request line, header, and request body)", Histogram(SIZE_BUCKETS), REQ_LABELS),
-            bytes_sent: Family::new("nginx_ingress_controller_bytes_sent", "The number of bytes sent to a client", Histogram(SIZE_BUCKETS), REQ_LABELS),
+            shards: shards::Shards::default(),
             ssl_expire: Family::new("nginx_ingress_controller_ssl_expire_time_seconds", "Number of seconds since 1970 to the SSL Certificate expire", Gauge, &["host", "namespace", "secret_name"]),
             reload_ok: Family::new("nginx_ingress_controller_config_last_reload_successful", "Whether the last configuration reload attempt was successful (sluice: table publication)", Gauge, &[]),
             reload_time: Family::new("nginx_ingress_controller_config_last_reload_successful_timestamp_seconds", "Timestamp of the last successful configuration reload (sluice: table publication)", Gauge, &[]),
@@ -341,17 +356,13 @@ impl Metrics {
             objects: Family::new("sluice_objects", "Objects in the last translated snapshot, by kind", Gauge, &["kind"]),
             warnings: Family::new("sluice_warnings", "Warnings of the current routing table, by reason", Gauge, &["reason"]),
             upstream_connections: Family::new("sluice_upstream_connections", "Upstream connections used for requests, by whether they came from the keep-alive pool", Counter, &["reused"]),
+            access_log_dropped: Family::new("sluice_access_log_dropped_lines", "Access-log lines dropped because stdout could not keep up", Counter, &[]),
         }
     }
 
-    fn families(&self) -> [&Family; 15] {
+    /// The families other than the per-request ones, in exposition order.
+    fn families(&self) -> [&Family; 10] {
         [
-            &self.requests,
-            &self.request_duration,
-            &self.response_duration,
-            &self.request_size,
-            &self.response_size,
-            &self.bytes_sent,
             &self.ssl_expire,
             &self.reload_ok,
             &self.reload_time,
@@ -361,6 +372,7 @@ impl Metrics {
             &self.objects,
             &self.warnings,
             &self.upstream_connections,
+            &self.access_log_dropped,
         ]
     }
 
@@ -386,14 +398,7 @@ impl Metrics {
             status,
             r.canary,
         ];
-        self.requests.inc(&labels, 1.0);
-        self.request_duration.observe(&labels, r.duration_secs);
-        if let Some(u) = r.upstream_secs {
-            self.response_duration.observe(&labels, u);
-        }
-        self.request_size.observe(&labels, r.request_bytes as f64);
-        self.response_size.observe(&labels, r.response_bytes as f64);
-        self.bytes_sent.observe(&labels, r.response_bytes as f64);
+        self.shards.record(&labels, r);
     }
 
     /// A table was published.
@@ -441,10 +446,16 @@ impl Metrics {
             .inc(&[if reused { "true" } else { "false" }], 1.0);
     }
 
+    /// Access-log lines were dropped (stdout too slow or failing).
+    pub fn access_log_dropped(&self, lines: u64) {
+        self.access_log_dropped.inc(&[], lines as f64);
+    }
+
     /// The text exposition (content type `text/plain; version=0.0.4`).
     pub fn encode(&self) -> String {
         let constant = self.constant.get().map_or("", String::as_str);
         let mut out = String::with_capacity(16 * 1024);
+        self.shards.encode(constant, &mut out);
         for f in self.families() {
             f.encode(constant, &mut out);
         }
@@ -465,6 +476,8 @@ fn status_label(s: u16) -> &'static str {
     let codes = CODES.get_or_init(|| (0..600).map(|c| c.to_string()).collect());
     codes.get(usize::from(s)).map_or("other", String::as_str)
 }
+
+mod shards;
 
 static GLOBAL: OnceLock<Metrics> = OnceLock::new();
 

@@ -14,7 +14,7 @@ bench_install() {
     fi
 }
 
-# bench_build BUILD: sets ECHO_BIN, SLUICE_BIN and SLUICE_BUILD_FAILED; builds the release
+# bench_build BUILD: sets ECHO_BIN, SLUICE_BIN, FLOOR_BIN and SLUICE_BUILD_FAILED; builds the release
 # binaries when BUILD is 1. The backend is what every row needs: a stale one is
 # acceptable, a stale sluice is not (its rows are then skipped). The binaries are looked
 # for where cargo puts them: $CARGO_TARGET_DIR/release when that is set, else target/release.
@@ -23,11 +23,13 @@ bench_build() {
     [[ $target == /* ]] || target="$ROOT/$target"
     ECHO_BIN="$target/release/sluice-echo"
     SLUICE_BIN=${BENCH_SLUICE_BIN:-"$target/release/sluice"}
+    # The bare-Pingora floor (examples/floor.rs): same dependencies and profile as sluice.
+    FLOOR_BIN="$target/release/examples/floor"
     SLUICE_BUILD_FAILED=""
     if (($1)); then
-        log "building release binaries (cargo build --release --bins)"
-        if ! (cd "$ROOT" && cargo build --release --bins --quiet); then
-            SLUICE_BUILD_FAILED="cargo build --release --bins failed"
+        log "building release binaries (cargo build --release --bins --example floor)"
+        if ! (cd "$ROOT" && cargo build --release --bins --example floor --quiet); then
+            SLUICE_BUILD_FAILED="cargo build --release --bins --example floor failed"
             [[ -x "$ECHO_BIN" ]] || die "build failed and there is no $ECHO_BIN to fall back to"
             log "WARNING: build failed; using the existing $ECHO_BIN, sluice results will be skipped"
         fi
@@ -94,4 +96,18 @@ nginx_proxy_settings() {
             proxy_next_upstream error timeout;
             proxy_redirect off;
 EOF
+}
+
+# cpu_split PID...: "USER SYS" CPU time (all threads) of the processes, in clock ticks
+# (getconf CLK_TCK), from /proc/PID/stat.
+cpu_split() {
+    local pid u=0 s=0 t
+    for pid in "$@"; do
+        # Fields after the ")" that closes comm: utime and stime are the 12th and 13th.
+        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12, $13}') || t="0 0"
+        [[ -n $t ]] || t="0 0"
+        u=$((u + ${t% *}))
+        s=$((s + ${t#* }))
+    done
+    echo "$u $s"
 }

@@ -4,6 +4,13 @@
 # sluice, each driven in turn by the same wrk load; prints req/s and p50/p99 latency and
 # sluice's ratios against the best of nginx/HAProxy. This is a benchmark, not a test.
 #
+# Beside them the bare-Pingora floor (examples/floor.rs: a ProxyHttp with a fixed peer,
+# the same workers and listeners as sluice), so what is Pingora's and what is sluice's
+# shows; every row gives p99.9 and the proxy's CPU per request (user and system, from
+# /proc of the proxy process only), with the access log off, then again with it on
+# (ingress-nginx's default format, to a file) for nginx, HAProxy and sluice. The footer
+# gives sluice/floor and floor/nginx CPU ratios.
+#
 # Then the balancing section: three sluice-echo endpoints behind one Service, sluice with
 # round robin, cookie affinity (balanced and persistent, wrk sending the cookie so every
 # request takes the sticky path) and upstream-hash-by $request_uri, each an Ingress host
@@ -86,6 +93,13 @@ NGINX_RR_PORT=19009
 NGINX_HASH_PORT=19010
 HAPROXY_RR_PORT=19011
 HAPROXY_HASH_PORT=19012
+# The bare-Pingora floor, and the access-log-on listeners of every proxy.
+FLOOR_PORT=19013
+NGINX_LOG_PORT=19014
+HAPROXY_LOG_PORT=19015
+SLUICE_LOG_PORT=19016
+SLUICE_LOG_ADMIN_PORT=19017
+SLUICE_LOG_HTTPS_PORT=19018
 
 log() { echo "proxy.sh: $*" >&2; }
 die() {
@@ -108,7 +122,7 @@ bench_build "$BUILD"
 # ---------------------------------------------------------------- process management
 bench_tmp sluice-bench
 ports=("$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$SLUICE_HTTPS_PORT")
-((RUN_MAIN)) && ports+=("$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT")
+((RUN_MAIN)) && ports+=("$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$FLOOR_PORT" "$NGINX_LOG_PORT" "$HAPROXY_LOG_PORT" "$SLUICE_LOG_PORT" "$SLUICE_LOG_ADMIN_PORT" "$SLUICE_LOG_HTTPS_PORT")
 ((RUN_BALANCE)) && ports+=("${BAL_BACKEND_PORTS[@]}" "$NGINX_RR_PORT" "$NGINX_HASH_PORT" "$HAPROXY_RR_PORT" "$HAPROXY_HASH_PORT")
 for p in "${ports[@]}"; do
     port_busy "$p" && die "127.0.0.1:$p is already in use; stop whatever listens there"
@@ -180,12 +194,14 @@ fi
 mkdir -p "$TMP/nginx"
 NGINX_USER=""
 [[ $(id -u) -eq 0 ]] && NGINX_USER="user root;"
-# nginx_server PORT UPSTREAM: a server block proxying everything to UPSTREAM.
+# nginx_server PORT UPSTREAM [ACCESS_LOG]: a server block proxying everything to UPSTREAM
+# (with ACCESS_LOG, e.g. "access_log FILE upstreaminfo;").
 nginx_server() {
     cat <<EOF
     server {
         listen 127.0.0.1:$1 default_server reuseport backlog=4096;
         server_name $HOST_HEADER;
+        ${3:-}
 
         location / {
 $(nginx_proxy_settings)
@@ -242,6 +258,12 @@ http {
     uwsgi_temp_path $TMP/nginx/uwsgi;
     scgi_temp_path $TMP/nginx/scgi;
 
+    # ingress-nginx's default log-format-upstream (its "upstreaminfo"), for the log-on rows.
+    log_format upstreaminfo '\$remote_addr - \$remote_user [\$time_local] "\$request" '
+        '\$status \$body_bytes_sent "\$http_referer" "\$http_user_agent" '
+        '\$request_length \$request_time [default-bench-80] [] \$upstream_addr '
+        '\$upstream_response_length \$upstream_response_time \$upstream_status \$req_id';
+
     # ingress-nginx: reuse an incoming X-Request-ID, else generate one.
     map \$http_x_request_id \$req_id {
         default \$http_x_request_id;
@@ -252,6 +274,7 @@ EOF
     if ((RUN_MAIN)); then
         nginx_upstream upstream_balancer "" $BACKEND_PORT
         nginx_server $NGINX_PORT upstream_balancer
+        nginx_server $NGINX_LOG_PORT upstream_balancer "access_log $TMP/nginx-access.log upstreaminfo;"
     fi
     if ((RUN_BALANCE)); then
         # ingress-nginx balances in Lua; these are nginx's own round robin and ketama hash.
@@ -269,8 +292,10 @@ PIDS+=("$NGINX_PID")
 if ((RUN_MAIN)); then
     if reason=$(wait_http nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" 10); then
         URL[nginx]="http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
+        URL[nginx-log]="http://127.0.0.1:$NGINX_LOG_PORT$BENCH_PATH"
     else
         FAIL[nginx]=$reason
+        FAIL[nginx-log]=$reason
     fi
 fi
 if ((RUN_BALANCE)); then
@@ -312,6 +337,15 @@ EOF
     }
     if ((RUN_MAIN)); then
         haproxy_frontend fe $HAPROXY_PORT be
+        # Log-on row: ingress-nginx's default format as far as HAProxy's variables go,
+        # one line per request to stdout (which is $TMP/haproxy.log).
+        haproxy_frontend fe_log $HAPROXY_LOG_PORT be
+        cat <<'EOF'
+    log stdout format raw local0 info
+    http-request capture req.hdr(Referer) len 128
+    http-request capture req.hdr(User-Agent) len 128
+    log-format "%ci - - [%tr] \"%r\" %ST %B \"%[capture.req.hdr(0)]\" \"%[capture.req.hdr(1)]\" %U %Ta [default-bench-80] [] %si:%sp %B %Tr %ST %ID"
+EOF
         printf '\nbackend be\n    server s1 127.0.0.1:%s\n' $BACKEND_PORT
     fi
     if ((RUN_BALANCE)); then
@@ -336,8 +370,10 @@ PIDS+=("$HAPROXY_PID")
 if ((RUN_MAIN)); then
     if reason=$(wait_http haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH" 10); then
         URL[haproxy]="http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
+        URL[haproxy-log]="http://127.0.0.1:$HAPROXY_LOG_PORT$BENCH_PATH"
     else
         FAIL[haproxy]=$reason
+        FAIL[haproxy-log]=$reason
     fi
 fi
 if ((RUN_BALANCE)); then
@@ -434,8 +470,16 @@ EOF
         done
     } >"$TMP/manifests/balance.yaml"
 fi
-# start_sluice URL HOST: start sluice, wait for /readyz and a 2xx from URL with Host: HOST.
+# start_sluice URL HOST [NAME HTTP ADMIN HTTPS LOG]: start sluice (default: the log-off
+# instance on SLUICE_PORT; LOG=1 writes its access log, stdout, to $TMP/NAME-access.log),
+# wait for /readyz and a 2xx from URL with Host: HOST.
 start_sluice() {
+    local name=${3:-sluice} http=${4:-$SLUICE_PORT} admin=${5:-$SLUICE_ADMIN_PORT} https=${6:-$SLUICE_HTTPS_PORT}
+    local log_flag=(--no-access-log) out=/dev/null
+    if [[ ${7:-0} == 1 ]]; then
+        log_flag=()
+        out="$TMP/$name-access.log"
+    fi
     [[ -z $SLUICE_BUILD_FAILED ]] || {
         echo "$SLUICE_BUILD_FAILED"
         return 1
@@ -445,17 +489,17 @@ start_sluice() {
         return 1
     }
     SLUICE_WORKERS=$WORKERS "$SLUICE_BIN" --manifests "$TMP/manifests" \
-        --http-listen "127.0.0.1:$SLUICE_PORT" --admin-listen "127.0.0.1:$SLUICE_ADMIN_PORT" \
-        --https-listen "127.0.0.1:$SLUICE_HTTPS_PORT" --no-access-log \
-        >"$TMP/sluice.log" 2>&1 &
+        --http-listen "127.0.0.1:$http" --admin-listen "127.0.0.1:$admin" \
+        --https-listen "127.0.0.1:$https" "${log_flag[@]}" \
+        >"$out" 2>"$TMP/$name.log" &
     local pid=$!
     PIDS+=("$pid")
     local deadline=$((SECONDS + 20))
-    until curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz"; do
+    until curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$admin/readyz"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             local rc=0
             wait "$pid" || rc=$?
-            echo "exited with status $rc during startup: $(tail -n 3 "$TMP/sluice.log" | tr '\n' ' ')"
+            echo "exited with status $rc during startup: $(tail -n 3 "$TMP/$name.log" | tr '\n' ' ')"
             return 1
         fi
         if ((SECONDS >= deadline)); then
@@ -464,13 +508,40 @@ start_sluice() {
         fi
         sleep 0.2
     done
-    wait_http sluice "$pid" "$1" 5 "$2"
+    wait_http "$name" "$pid" "$1" 5 "$2"
 }
 SLUICE_URL="http://127.0.0.1:$SLUICE_PORT$BENCH_PATH"
 # PIDS is appended inside start_sluice, so it must not run in a subshell.
+declare -A PROC # target -> the PIDs whose CPU time is the proxy's
 if ((RUN_MAIN)); then
     start_sluice "$SLUICE_URL" "$HOST_HEADER" >"$TMP/sluice.start" || FAIL[sluice]=$(tr '\n' ' ' <"$TMP/sluice.start")
     [[ -n ${FAIL[sluice]:-} ]] || URL[sluice]=$SLUICE_URL
+    PROC[sluice]=${PIDS[-1]}
+    # The same sluice with its access log on (ingress-nginx's default format, stdout to a file).
+    url="http://127.0.0.1:$SLUICE_LOG_PORT$BENCH_PATH"
+    if start_sluice "$url" "$HOST_HEADER" sluice-log $SLUICE_LOG_PORT $SLUICE_LOG_ADMIN_PORT $SLUICE_LOG_HTTPS_PORT 1 >"$TMP/sluice-log.start"; then
+        URL[sluice-log]=$url
+    else
+        FAIL[sluice-log]=$(tr '\n' ' ' <"$TMP/sluice-log.start")
+    fi
+    PROC[sluice-log]=${PIDS[-1]}
+    # The bare-Pingora floor (examples/floor.rs): same workers and listener setup, fixed peer.
+    if [[ -n $SLUICE_BUILD_FAILED || ! -x $FLOOR_BIN ]]; then
+        FAIL[floor]="${SLUICE_BUILD_FAILED:-$FLOOR_BIN not built}"
+    else
+        "$FLOOR_BIN" --listen "127.0.0.1:$FLOOR_PORT" --upstream "127.0.0.1:$BACKEND_PORT" --workers "$WORKERS" >"$TMP/floor.log" 2>&1 &
+        PIDS+=("$!")
+        PROC[floor]=$!
+        if reason=$(wait_http floor "$!" "http://127.0.0.1:$FLOOR_PORT$BENCH_PATH" 10); then
+            URL[floor]="http://127.0.0.1:$FLOOR_PORT$BENCH_PATH"
+        else
+            FAIL[floor]=$reason
+        fi
+    fi
+    PROC[nginx]=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
+    PROC[nginx-log]=${PROC[nginx]}
+    PROC[haproxy]=$HAPROXY_PID
+    PROC[haproxy-log]=$HAPROXY_PID
     if ((RUN_BALANCE)) && [[ -z ${FAIL[sluice]:-} ]]; then
         reason=$(wait_http sluice "${PIDS[-1]}" "$SLUICE_URL" 5 rr.balance.local) || FAIL[sluice]=$reason
     fi
@@ -496,22 +567,40 @@ to_ms() {
         printf "%.3f", n }'
 }
 
-declare -A RPS P50 P99 ERRS
+# wrk prints no p99.9; its Lua done() hook does, in microseconds, with the request count.
+cat >"$TMP/pctl.lua" <<'EOF'
+done = function(summary, latency, requests)
+  io.write(string.format("PCTL %d %d %d %d\n", latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), summary.requests))
+end
+EOF
+CLK_TCK=$(getconf CLK_TCK)
+
+declare -A RPS P50 P99 P999 ERRS CPU_U CPU_S CPU_T
 # measure KEY URL HOST [WRK-ARG...]: a warm-up, then the measured wrk run; sets RPS, P50,
-# P99 and ERRS of KEY, or FAIL of KEY.
+# P99, P999 and ERRS of KEY, or FAIL of KEY; with PROC[KEY] also CPU_U/CPU_S/CPU_T, the
+# proxy's user/system/total CPU µs per request over the measured run.
 measure() {
-    local key=$1 url=$2 host=$3 out="$TMP/wrk-$1.txt" errs non2xx sock
+    local key=$1 url=$2 host=$3 out="$TMP/wrk-$1.txt" errs non2xx sock c0 c1 n
     shift 3
     log "measuring $key (${WARMUP}s warm-up + ${DURATION}s)"
     local wrk_args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -H "Host: $host" "$@")
     timeout $((WARMUP + 30)) wrk "${wrk_args[@]}" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
-    if ! timeout $((DURATION + 30)) wrk "${wrk_args[@]}" -d"${DURATION}s" --latency "$url" >"$out" 2>&1; then
+    # shellcheck disable=SC2086 # PROC holds a list of PIDs
+    c0=$(cpu_split ${PROC[$key]:-})
+    if ! timeout $((DURATION + 30)) wrk "${wrk_args[@]}" -d"${DURATION}s" --latency -s "$TMP/pctl.lua" "$url" >"$out" 2>&1; then
         FAIL[$key]="wrk failed: $(tail -n 2 "$out" | tr '\n' ' ')"
         return 0
     fi
+    # shellcheck disable=SC2086
+    c1=$(cpu_split ${PROC[$key]:-})
     RPS[$key]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    P50[$key]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-    P99[$key]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    read -r _ P50[$key] P99[$key] P999[$key] n < <(awk '$1 == "PCTL" {printf "x %.3f %.3f %.3f %d\n", $2 / 1000, $3 / 1000, $4 / 1000, $5}' "$out")
+    if [[ -n ${PROC[$key]:-} && ${n:-0} -gt 0 ]]; then
+        read -r CPU_U[$key] CPU_S[$key] CPU_T[$key] < <(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$CLK_TCK" 'BEGIN {
+            split(a, x, " "); split(b, y, " "); u = (y[1] - x[1]) * 1e6 / hz / n; s = (y[2] - x[2]) * 1e6 / hz / n
+            printf "%.1f %.1f %.1f\n", u, s, u + s }')
+    fi
     errs=""
     non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
     [[ -z $non2xx ]] || errs="non-2xx/3xx: $non2xx"
@@ -529,17 +618,22 @@ print_header() {
 }
 
 if ((RUN_MAIN)); then
-    TARGETS=(direct nginx haproxy sluice)
+    # Log-off rows, then log-on rows; sluice and the floor measured next to each other.
+    TARGETS=(direct nginx haproxy floor sluice nginx-log haproxy-log sluice-log)
     for t in "${TARGETS[@]}"; do
         [[ -n ${URL[$t]:-} ]] || continue
         measure "$t" "${URL[$t]}" "$HOST_HEADER"
     done
+    # Access-log lines written (a log-on row that wrote none measured nothing).
+    declare -A LOGFILE=([nginx-log]="$TMP/nginx-access.log" [haproxy-log]="$TMP/haproxy.log" [sluice-log]="$TMP/sluice-log-access.log")
 
     # ------------------------------------------------------------ report
     echo
     print_header
     echo "# wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s --latency (after ${WARMUP}s warm-up), GET $BENCH_PATH (256-byte body), HTTP/1.1 keep-alive"
-    printf '%-9s %12s %9s %9s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'notes'
+    echo "# us/req: the proxy's CPU per request (utime/stime from /proc of the proxy process, nginx's workers), over the measured run"
+    echo "# *-log rows: access log on, ingress-nginx's default format, to a file; other rows: access log off"
+    printf '%-12s %9s %8s %8s %8s %7s %7s %7s  %s\n' target 'req/s' 'p50 ms' 'p99 ms' 'p99.9 ms' 'us usr' 'us sys' 'us/req' 'notes'
 
     # Best peer: highest throughput and lowest p99 among nginx/haproxy.
     best_rps="" best_p99=""
@@ -554,14 +648,32 @@ if ((RUN_MAIN)); then
             echo "$t: FAILED (${FAIL[$t]})"
             continue
         fi
+        [[ -n ${RPS[$t]:-} ]] || continue
         notes=""
         if [[ $t == sluice && -n $best_rps ]]; then
             notes=$(awk -v r="${RPS[$t]}" -v br="$best_rps" -v p="${P99[$t]}" -v bp="$best_p99" \
                 'BEGIN { printf "throughput x%.2f of best peer, p99 x%.2f of best peer", r / br, (bp > 0 ? p / bp : 0) }')
         fi
+        if [[ -n ${LOGFILE[$t]:-} ]]; then
+            notes="${notes:+$notes; }$(wc -l <"${LOGFILE[$t]}" 2>/dev/null || echo 0) log lines"
+        fi
         [[ -z ${ERRS[$t]:-} ]] || notes="${notes:+$notes; }${ERRS[$t]}"
-        printf '%-9s %12.0f %9.3f %9.3f  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "$notes"
+        printf '%-12s %9.0f %8.3f %8.3f %8.3f %7s %7s %7s  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${P999[$t]}" \
+            "${CPU_U[$t]:--}" "${CPU_S[$t]:--}" "${CPU_T[$t]:--}" "$notes"
     done
+    # ratio A B: CPU per request of A / of B, or "-".
+    ratio() {
+        if [[ -n ${CPU_T[$1]:-} && -n ${CPU_T[$2]:-} ]]; then
+            awk -v a="${CPU_T[$1]}" -v b="${CPU_T[$2]}" 'BEGIN {printf "x%.2f", (b > 0 ? a / b : 0)}'
+        else
+            echo -
+        fi
+    }
+    echo "# CPU per request: sluice/floor $(ratio sluice floor) (goal <= x1.05)  floor/nginx $(ratio floor nginx) (goal <= x1.30)  sluice/nginx $(ratio sluice nginx)"
+    echo "# log on:          sluice-log/floor $(ratio sluice-log floor) (goal <= x1.10)  sluice-log/nginx-log $(ratio sluice-log nginx-log)  sluice-log/sluice $(ratio sluice-log sluice)"
+    if [[ -n ${RPS[sluice]:-} && -n ${RPS[sluice-log]:-} ]]; then
+        echo "# access log throughput cost: sluice-log req/s / sluice req/s $(awk -v a="${RPS[sluice-log]}" -v b="${RPS[sluice]}" 'BEGIN {printf "x%.3f", a / b}') (goal >= x0.90)"
+    fi
 fi
 
 ((RUN_BALANCE)) || exit 0

@@ -11,8 +11,8 @@
 //! Escaping follows nginx's `escape=` (`log-format-escape-json` / `-none`): by default
 //! `"`, `\`, control and non-ASCII bytes of every variable become `\xHH` (a client cannot
 //! forge fields or lines) and an unset variable prints `-`; JSON escaping writes JSON
-//! string escapes and nothing for an unset variable. Lines go to the `access_log` tracing
-//! target, which main writes to stdout bare (controller logs go to stderr), as
+//! string escapes and nothing for an unset variable. Lines go to stdout bare through
+//! `logwriter` (per-worker buffers written in batches; controller logs go to stderr), as
 //! ingress-nginx's container does. Times are UTC. `$remote_user` is the user name of a
 //! `Basic` Authorization header, as nginx's is, whether or not the route checks it.
 

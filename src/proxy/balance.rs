@@ -101,6 +101,10 @@ pub struct Balancer {
     states: RwLock<HashMap<SocketAddr, Arc<EndpointState>>>,
     /// Endpoints currently marked down; zero lets healthy traffic skip every lookup.
     down: AtomicUsize,
+    /// Endpoints with a failure not yet cleared by an answer; zero lets `mark_ok` skip
+    /// the state map on every response of a healthy round-robin route. (A pruned state
+    /// may leave it high, which only costs that lookup.)
+    failing: AtomicUsize,
     sticky: Vec<Mutex<StickyShard>>,
     cookie_key: hmac::Key,
 }
@@ -131,6 +135,7 @@ impl Balancer {
             started: Instant::now(),
             states: RwLock::new(HashMap::new()),
             down: AtomicUsize::new(0),
+            failing: AtomicUsize::new(0),
             sticky: (0..STICKY_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
@@ -184,6 +189,9 @@ impl Balancer {
     pub fn mark_failed(&self, addr: SocketAddr) {
         let s = self.state(addr);
         let fails = s.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        if fails == 1 {
+            self.failing.fetch_add(1, Ordering::Relaxed);
+        }
         let pause = (DOWN_MIN * 2u32.saturating_pow(fails.min(8) - 1)).min(DOWN_MAX);
         let was = s
             .down_until
@@ -199,12 +207,17 @@ impl Balancer {
     pub fn mark_ok(&self, addr: SocketAddr, latency: Duration, ewma: bool) {
         let s = if ewma {
             Some(self.state(addr))
+        } else if self.failing.load(Ordering::Relaxed) == 0 {
+            None
         } else {
             self.existing(&addr)
         };
         let Some(s) = s else { return };
-        if s.fails.swap(0, Ordering::Relaxed) > 0 && s.down_until.swap(0, Ordering::Relaxed) != 0 {
-            self.down.fetch_sub(1, Ordering::Relaxed);
+        if s.fails.swap(0, Ordering::Relaxed) > 0 {
+            self.failing.fetch_sub(1, Ordering::Relaxed);
+            if s.down_until.swap(0, Ordering::Relaxed) != 0 {
+                self.down.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         if ewma {
             self.observe(&s, latency);

@@ -142,44 +142,62 @@ pub struct ForwardedFor<'a> {
 }
 
 /// Sets Host, X-Request-ID, X-Real-IP and the X-Forwarded-* family on the upstream request.
+///
+/// Each distinct value is made into a `HeaderValue` once and cloned (a reference count)
+/// where it repeats; the scheme is a static value. Names stay `&'static str` in the case
+/// nginx sends them: Pingora keeps that case on the wire and parses a static string
+/// without allocating for it.
 pub fn apply(req: &mut RequestHeader, f: &ForwardedFor<'_>, g: &GlobalSettings) -> Result<()> {
+    use http::HeaderValue;
+    let invalid =
+        |e| pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "forwarded header", e);
     let c = &f.client;
-    let client = c.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let client = match c.ip {
+        Some(ip) => HeaderValue::try_from(ip.to_string()).map_err(invalid)?,
+        None => HeaderValue::from_static(""),
+    };
     let received = joined(&req.headers, &g.forwarded_for_header);
     let forwarded_for = match (
         &received,
         c.forwarded_trusted && g.compute_full_forwarded_for,
     ) {
         (Some(list), true) => match c.hop {
-            Some(hop) => format!("{list}, {hop}"),
-            None => list.clone(),
+            Some(hop) => HeaderValue::try_from(format!("{list}, {hop}")).map_err(invalid)?,
+            None => HeaderValue::try_from(list.as_str()).map_err(invalid)?,
         },
-        (None, true) => c.hop.map(|h| h.to_string()).unwrap_or_default(),
+        (None, true) => match c.hop {
+            Some(h) => HeaderValue::try_from(h.to_string()).map_err(invalid)?,
+            None => HeaderValue::from_static(""),
+        },
         (_, false) => client.clone(),
     };
-    let host = believed(req, c, "x-forwarded-host")
-        .unwrap_or(f.host)
-        .to_string();
-    let port = believed(req, c, "x-forwarded-port")
-        .map(str::to_string)
-        .unwrap_or_else(|| f.server_port.to_string());
-    let scheme = client_scheme(req, c, f.tls).to_string();
+    let host = HeaderValue::try_from(believed(req, c, "x-forwarded-host").unwrap_or(f.host))
+        .map_err(invalid)?;
+    let port = match believed(req, c, "x-forwarded-port") {
+        Some(p) => HeaderValue::try_from(p).map_err(invalid)?,
+        None => HeaderValue::from(f.server_port),
+    };
+    let scheme = match believed(req, c, "x-forwarded-proto") {
+        Some(s) => HeaderValue::try_from(s).map_err(invalid)?,
+        None if f.tls => HeaderValue::from_static("https"),
+        None => HeaderValue::from_static("http"),
+    };
     if let Some(original) = received {
         req.insert_header("X-Original-Forwarded-For", original)?;
     }
     // An h2 client sends :authority instead of Host; HTTP/1.1 backends need Host.
-    req.insert_header(http::header::HOST, host.as_str())?;
+    req.insert_header(http::header::HOST, host.clone())?;
     if f.request_id.is_empty() {
         req.remove_header("X-Request-ID");
     } else {
         req.insert_header("X-Request-ID", f.request_id)?;
     }
-    req.insert_header("X-Real-IP", client.as_str())?;
+    req.insert_header("X-Real-IP", client)?;
     req.insert_header("X-Forwarded-For", forwarded_for)?;
     req.insert_header("X-Forwarded-Host", host)?;
     req.insert_header("X-Forwarded-Port", port)?;
-    req.insert_header("X-Forwarded-Proto", scheme.as_str())?;
-    req.insert_header("X-Forwarded-Scheme", scheme.as_str())?;
+    req.insert_header("X-Forwarded-Proto", scheme.clone())?;
+    req.insert_header("X-Forwarded-Scheme", scheme.clone())?;
     req.insert_header("X-Scheme", scheme)?;
     // httpoxy: never pass a client's Proxy header on (ingress-nginx clears it too).
     req.remove_header("Proxy");

@@ -21,6 +21,7 @@ pub mod framing;
 pub mod h2limits;
 pub mod headers;
 pub mod limits;
+pub mod logwriter;
 pub mod proxy_protocol;
 pub mod service;
 pub mod subrequest;

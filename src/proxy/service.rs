@@ -16,7 +16,7 @@ use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use tracing::{debug, info};
+use tracing::debug;
 
 use super::accesslog::{self, Vars};
 use super::balance::{self, Balancer, InflightGuard, RequestInfo};
@@ -745,7 +745,7 @@ impl ProxyHttp for SluiceProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let host = request_host(session.req_header()).unwrap_or("").to_string();
+        let host = request_host(session.req_header()).unwrap_or("");
         let client = ctx.client.unwrap_or_else(|| {
             headers::resolve_client(
                 peer_ip(session),
@@ -760,7 +760,7 @@ impl ProxyHttp for SluiceProxy {
                 upstream,
                 &ForwardedFor {
                     client,
-                    host: &host,
+                    host,
                     server_port: server_port(session),
                     tls: ctx.tls,
                     request_id: &ctx.request_id,
@@ -1086,8 +1086,8 @@ impl ProxyHttp for SluiceProxy {
             ..vars(session, ctx)
         };
         let format = &table.globals.log_format;
-        let mut line = String::with_capacity(256);
-        accesslog::render(&format.template, &line_vars, format.escape, &mut line);
-        info!(target: "access_log", "{}", line);
+        super::logwriter::write_line(|line| {
+            accesslog::render(&format.template, &line_vars, format.escape, line)
+        });
     }
 }
