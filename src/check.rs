@@ -51,10 +51,11 @@ use serde::Serialize;
 
 use crate::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
 use crate::source::manifests::{self, Identity, Object};
-use crate::source::Snapshot;
 use crate::translate::annotations::{notes, support, Support};
-use crate::translate::backends::namespace_of;
-use crate::translate::ingress::{is_served, ANNOTATION_PREFIX, CLASS_ANNOTATION};
+use crate::translate::ingress::{is_served, CLASS_ANNOTATION};
+use crate::translate::namespace_of;
+use crate::translate::object::ANNOTATION_PREFIX;
+use crate::translate::Snapshot;
 use crate::translate::{translate, ObjKind, Warning};
 
 /// `sluice check` flags.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod drain;
 pub mod metrics;
 pub mod proxy;
+pub mod publish;
 pub mod routing;
 pub mod source;
 pub mod status;

@@ -55,8 +55,8 @@ use serde::Deserialize;
 use sluice::config::{ObjectRef, TranslateConfig};
 use sluice::routing::balance::stable_hash;
 use sluice::routing::{normalize_path, AffinityMode, AllowOrigin, Endpoints, LbPolicy, Match};
-use sluice::source::Snapshot;
 use sluice::translate::translate;
+use sluice::translate::Snapshot;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

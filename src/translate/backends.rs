@@ -16,6 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::object::namespace_of;
 use super::{ObjKind, Warning};
 use crate::routing::{Backend, Endpoints};
 
@@ -269,12 +270,4 @@ pub(super) fn port_label(port: Option<&ServiceBackendPort>) -> String {
         Some(ServiceBackendPort { name: Some(n), .. }) => n.clone(),
         _ => String::new(),
     }
-}
-
-/// The namespace of an object, defaulting to `default` as kubectl does.
-pub fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
-    meta.namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("default")
 }

@@ -14,22 +14,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, ServiceBackendPort};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, ServiceBackendPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
 use super::annotations::{
     auth, balance, canary, cors, custom_errors, hosts, limits, policy, upstream,
 };
-use super::backends::{namespace_of, port_label, BackendIndex};
-use super::{ObjKind, Translation, Warning};
+use super::backends::{port_label, BackendIndex};
+use super::object::{
+    annotation, bool_annotation, canonical, namespace_of, raw_annotation, service_of,
+    validate_host, validate_path,
+};
+use super::values::parse_bool;
+use super::{ObjKind, Snapshot, Translation, Warning};
 use crate::config::TranslateConfig;
 use crate::routing::matcher::InsertError;
 use crate::routing::{
     Backend, Endpoints, HostPattern, PathKind, Rewrite, Route, RoutingTable, TableStats,
     UpstreamProtocol,
 };
-use crate::source::Snapshot;
 
 /// The deprecated annotation that still selects a class.
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -130,8 +134,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     // Regex hosts (COMPAT §3): one Ingress with use-regex or rewrite-target on a host
     // turns every path of that host into a regex.
     for ing in &primaries {
-        let regex = raw_annotation(ing, "use-regex")
-            .is_some_and(|v| super::configmap::parse_bool(v) == Some(true))
+        let regex = raw_annotation(ing, "use-regex").is_some_and(|v| parse_bool(v) == Some(true))
             || raw_annotation(ing, "rewrite-target").is_some_and(|v| !v.trim().is_empty());
         if !regex {
             continue;
@@ -438,49 +441,6 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     }
 }
 
-/// The prefix of ingress-nginx's annotations.
-pub const ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io/";
-
-/// One `nginx.ingress.kubernetes.io/<key>` annotation parsed with `parse`; a value it
-/// rejects keeps `default` and warns, naming the annotation, the value and what `parse`
-/// expected (its `Err`).
-fn annotation<T: std::fmt::Debug + Copy>(
-    ing: &Ingress,
-    key: &str,
-    default: T,
-    parse: impl Fn(&str) -> Result<T, &'static str>,
-    warnings: &mut Vec<Warning>,
-) -> T {
-    let full = format!("{ANNOTATION_PREFIX}{key}");
-    let Some(raw) = ing.metadata.annotations.as_ref().and_then(|a| a.get(&full)) else {
-        return default;
-    };
-    parse(raw).unwrap_or_else(|expected| {
-        warnings.push(Warning::new(
-            ObjKind::Ingress,
-            namespace_of(&ing.metadata),
-            ing.metadata.name.as_deref().unwrap_or(""),
-            "InvalidAnnotation",
-            format!("{full}: {raw:?} is not {expected}; using {default:?}"),
-        ));
-        default
-    })
-}
-
-/// The raw value of `nginx.ingress.kubernetes.io/<key>`, if set.
-pub(super) fn raw_annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
-    ing.metadata
-        .annotations
-        .as_ref()?
-        .get(&format!("{ANNOTATION_PREFIX}{key}"))
-        .map(String::as_str)
-}
-
-fn bool_annotation(ing: &Ingress, key: &str, default: bool, warnings: &mut Vec<Warning>) -> bool {
-    let parse = |raw: &str| super::configmap::parse_bool(raw).ok_or("true or false");
-    annotation(ing, key, default, parse, warnings)
-}
-
 /// `backend-protocol`: HTTP (default), HTTPS, GRPC, GRPCS, AUTO_HTTP. Anything else
 /// (FCGI, garbage) warns and keeps HTTP.
 fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProtocol {
@@ -498,97 +458,4 @@ fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProto
         parse,
         warnings,
     )
-}
-
-/// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.
-pub(super) fn canonical(kind: PathKind, path: &str) -> String {
-    match kind {
-        PathKind::Exact => path.to_string(),
-        PathKind::Prefix => path.trim_end_matches('/').to_string(),
-    }
-}
-
-pub(super) fn service_of<'b>(
-    backend: &'b IngressBackend,
-    (kind, ns, name): (ObjKind, &str, &str),
-    warnings: &mut Vec<Warning>,
-) -> Option<&'b k8s_openapi::api::networking::v1::IngressServiceBackend> {
-    if let Some(svc) = &backend.service {
-        return Some(svc);
-    }
-    let (reason, message) = if let Some(r) = &backend.resource {
-        (
-            "ResourceBackendIgnored",
-            format!(
-                "resource backend {}/{} is not proxied; the path is treated as absent",
-                r.kind, r.name
-            ),
-        )
-    } else {
-        (
-            "InvalidBackend",
-            "backend names neither a service nor a resource".to_string(),
-        )
-    };
-    warnings.push(Warning::new(kind, ns, name, reason, message));
-    None
-}
-
-/// Checks a path as the API server would and resolves its kind.
-pub(super) fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
-    let kind = match path_type {
-        "Exact" => PathKind::Exact,
-        "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
-        other => return Err(format!("unknown pathType {other:?}")),
-    };
-    if path.is_empty() {
-        return if path_type == "ImplementationSpecific" {
-            Ok(kind)
-        } else {
-            Err("path is required".into())
-        };
-    }
-    if !path.starts_with('/') {
-        return Err("path must be absolute (start with /)".into());
-    }
-    if path_type != "ImplementationSpecific" {
-        for bad in ["//", "/./", "/../", "%2f", "%2F"] {
-            if path.contains(bad) {
-                return Err(format!("path must not contain {bad:?}"));
-            }
-        }
-        if path.ends_with("/..") || path.ends_with("/.") {
-            return Err("path must not end with /. or /..".into());
-        }
-    }
-    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err("path contains spaces or control characters".into());
-    }
-    Ok(kind)
-}
-
-/// A DNS-1123 subdomain, optionally with a single leading `*.` wildcard label.
-pub(super) fn validate_host(host: &str) -> Result<(), String> {
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    if name.is_empty() || name.len() > 253 {
-        return Err("not a valid DNS name".into());
-    }
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "label {label:?} is not a valid DNS label (wildcards must be a single leading *.)"
-            ));
-        }
-    }
-    if name.parse::<std::net::IpAddr>().is_ok() {
-        return Err("must be a DNS name, not an IP address".into());
-    }
-    Ok(())
 }

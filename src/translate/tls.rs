@@ -16,7 +16,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::backends::namespace_of;
+use super::object::namespace_of;
 use super::{ObjKind, Warning};
 use crate::config::ObjectRef;
 use crate::routing::certs::covers;

@@ -29,14 +29,14 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::configmap::parse_bool;
-use super::super::ingress::raw_annotation;
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use crate::routing::auth::{signin_with_redirect, BasicAuth, ExternalAuth, PasswordHash, Template};
 use crate::routing::Policy;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 /// The methods ingress-nginx accepts for `auth-method`.
 const METHODS: &[&str] = &[

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::configmap::{parse_bool, parse_seconds};
-use super::super::ingress::raw_annotation;
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::{parse_bool, parse_seconds};
 use super::super::{ObjKind, Warning};
 use crate::routing::{CidrSet, Policy, Redirect};
 
@@ -48,7 +48,7 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
         ))
     };
     let get = |key: &str| raw_annotation(ing, key).map(str::trim);
-    const P: &str = "nginx.ingress.kubernetes.io/";
+    use super::super::object::ANNOTATION_PREFIX as P;
     let mut policy = Policy {
         body_limit: Some(1024 * 1024),
         ..Policy::default()

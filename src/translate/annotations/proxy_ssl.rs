@@ -31,8 +31,8 @@ use pingora::utils::tls::{CertKey, WrappedX509};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::super::backends::namespace_of;
-use super::super::ingress::raw_annotation;
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
 use super::super::{ObjKind, Warning};
 use crate::routing::UpstreamTls;
 

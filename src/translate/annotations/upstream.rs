@@ -25,13 +25,14 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, ServiceBackendPort};
 
-use super::super::backends::{namespace_of, port_label, BackendIndex};
-use super::super::configmap::parse_bool;
-use super::super::ingress::raw_annotation;
+use super::super::backends::{port_label, BackendIndex};
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use crate::routing::{Backend, Endpoints, Policy};
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 fn warn(ing: &Ingress, reason: &'static str, message: String, warnings: &mut Vec<Warning>) {
     let w = Warning::new(
