@@ -224,8 +224,8 @@ fn decode_value(file: &Path, line: usize, value: Value, parsed: &mut Parsed) {
             .unwrap_or("")
             .to_string(),
     };
-    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
-        serde_yaml_ng::from_value(v).map_err(|e| e.to_string())
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> super::Result<T> {
+        Ok(serde_yaml_ng::from_value(v)?)
     }
     let result = match (api_version.as_str(), kind.as_str()) {
         (_, "List") => {
@@ -243,7 +243,7 @@ fn decode_value(file: &Path, line: usize, value: Value, parsed: &mut Parsed) {
         ("v1", "Endpoints") => typed(value).map(Object::Endpoints),
         ("v1", "Secret") => typed(value).map(Object::Secret),
         ("v1", "ConfigMap") => typed(value).map(Object::ConfigMap),
-        ("", _) | (_, "") => Err("document has no apiVersion or kind".to_string()),
+        ("", _) | (_, "") => Err(super::Error::NoKind),
         _ => {
             parsed.ignored.push(identity);
             return;

@@ -17,6 +17,21 @@ use crate::translate::Snapshot;
 /// take its time; a source never waits for a build.
 pub type SnapshotSink = std::sync::mpsc::Sender<Snapshot>;
 
+/// Why a source could not take an object in. Each is reported with its file and line
+/// (standalone) and the object's last good version is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A document of a kind sluice reads that does not decode as that kind.
+    #[error("{0}")]
+    Decode(#[from] serde_yaml_ng::Error),
+    /// A document without `apiVersion` or `kind`.
+    #[error("document has no apiVersion or kind")]
+    NoKind,
+}
+
+/// `Result` with the source's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// The current time for [`Snapshot::observed_at`].
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()

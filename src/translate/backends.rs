@@ -16,6 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::error::{Error, Result};
 use super::object::namespace_of;
 use super::{ObjKind, Warning};
 use crate::routing::{Backend, Endpoints};
@@ -174,7 +175,9 @@ impl<'a> BackendIndex<'a> {
                 if let (Some(ext), Some(n)) = (external_name(svc), port.and_then(|p| p.number)) {
                     return external(ext, n);
                 }
-                return Endpoints::Unavailable { reason };
+                return Endpoints::Unavailable {
+                    reason: reason.to_string(),
+                };
             }
         };
         if let Some(ext) = external_name(svc) {
@@ -242,7 +245,7 @@ fn external_name(svc: &Service) -> Option<&str> {
 fn find_service_port<'p>(
     ports: &'p [ServicePort],
     want: Option<&ServiceBackendPort>,
-) -> Result<&'p ServicePort, String> {
+) -> Result<&'p ServicePort> {
     let found = match want {
         Some(ServiceBackendPort {
             number: Some(n), ..
@@ -255,10 +258,10 @@ fn find_service_port<'p>(
         _ => None,
     };
     found.ok_or_else(|| {
-        format!(
+        Error::Service(format!(
             "Service has no port {}",
             want.map_or_else(|| "(none given)".to_string(), |p| port_label(Some(p)))
-        )
+        ))
     })
 }
 

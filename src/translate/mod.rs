@@ -9,6 +9,7 @@
 pub mod annotations;
 pub mod backends;
 pub mod configmap;
+pub mod error;
 pub mod headers;
 pub mod ingress;
 mod input;
@@ -16,6 +17,7 @@ pub mod object;
 pub mod tls;
 pub mod values;
 
+pub use error::{Error, Result};
 pub use input::{referenced_config_maps, Snapshot};
 pub use object::namespace_of;
 

@@ -7,6 +7,7 @@
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::error::{Error, Result};
 use super::values::parse_bool;
 use super::{ObjKind, Warning};
 use crate::routing::PathKind;
@@ -104,43 +105,49 @@ pub(super) fn service_of<'b>(
 }
 
 /// Checks a path as the API server would and resolves its kind.
-pub(super) fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
+pub(super) fn validate_path(path_type: &str, path: &str) -> Result<PathKind> {
     let kind = match path_type {
         "Exact" => PathKind::Exact,
         "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
-        other => return Err(format!("unknown pathType {other:?}")),
+        other => return Err(Error::InvalidPath(format!("unknown pathType {other:?}"))),
     };
     if path.is_empty() {
         return if path_type == "ImplementationSpecific" {
             Ok(kind)
         } else {
-            Err("path is required".into())
+            Err(Error::InvalidPath("path is required".into()))
         };
     }
     if !path.starts_with('/') {
-        return Err("path must be absolute (start with /)".into());
+        return Err(Error::InvalidPath(
+            "path must be absolute (start with /)".into(),
+        ));
     }
     if path_type != "ImplementationSpecific" {
         for bad in ["//", "/./", "/../", "%2f", "%2F"] {
             if path.contains(bad) {
-                return Err(format!("path must not contain {bad:?}"));
+                return Err(Error::InvalidPath(format!("path must not contain {bad:?}")));
             }
         }
         if path.ends_with("/..") || path.ends_with("/.") {
-            return Err("path must not end with /. or /..".into());
+            return Err(Error::InvalidPath(
+                "path must not end with /. or /..".into(),
+            ));
         }
     }
     if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err("path contains spaces or control characters".into());
+        return Err(Error::InvalidPath(
+            "path contains spaces or control characters".into(),
+        ));
     }
     Ok(kind)
 }
 
 /// A DNS-1123 subdomain, optionally with a single leading `*.` wildcard label.
-pub(super) fn validate_host(host: &str) -> Result<(), String> {
+pub(super) fn validate_host(host: &str) -> Result<()> {
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.is_empty() || name.len() > 253 {
-        return Err("not a valid DNS name".into());
+        return Err(Error::InvalidHost("not a valid DNS name".into()));
     }
     for label in name.split('.') {
         let ok = !label.is_empty()
@@ -151,13 +158,15 @@ pub(super) fn validate_host(host: &str) -> Result<(), String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!(
+            return Err(Error::InvalidHost(format!(
                 "label {label:?} is not a valid DNS label (wildcards must be a single leading *.)"
-            ));
+            )));
         }
     }
     if name.parse::<std::net::IpAddr>().is_ok() {
-        return Err("must be a DNS name, not an IP address".into());
+        return Err(Error::InvalidHost(
+            "must be a DNS name, not an IP address".into(),
+        ));
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::error::{Error, Result};
 use crate::routing::{LbPolicy, NextUpstream};
 
 /// ingress-nginx booleans: `true`/`false` (any case).
@@ -71,10 +72,7 @@ pub fn parse_load_balance(v: &str) -> Option<LbPolicy> {
 
 /// nginx's `proxy_next_upstream` list. Returns the settings and the tokens that are
 /// accepted but not applied.
-pub fn parse_next_upstream(
-    v: &str,
-    base: NextUpstream,
-) -> Result<(NextUpstream, Vec<String>), String> {
+pub fn parse_next_upstream(v: &str, base: NextUpstream) -> Result<(NextUpstream, Vec<String>)> {
     let mut n = NextUpstream {
         on_error: false,
         on_timeout: false,
@@ -84,7 +82,7 @@ pub fn parse_next_upstream(
     let mut ignored = Vec::new();
     let tokens: Vec<&str> = v.split_ascii_whitespace().collect();
     if tokens.is_empty() {
-        return Err("empty".into());
+        return Err(Error::InvalidValue("empty".into()));
     }
     for t in &tokens {
         match *t {
@@ -93,12 +91,18 @@ pub fn parse_next_upstream(
             "non_idempotent" => n.non_idempotent = true,
             "off" => {
                 if tokens.len() > 1 {
-                    return Err("off cannot be combined with other values".into());
+                    return Err(Error::InvalidValue(
+                        "off cannot be combined with other values".into(),
+                    ));
                 }
             }
             "invalid_header" | "http_500" | "http_502" | "http_503" | "http_504" | "http_403"
             | "http_404" | "http_429" => ignored.push(t.to_string()),
-            other => return Err(format!("{other:?} is not a proxy_next_upstream value")),
+            other => {
+                return Err(Error::InvalidValue(format!(
+                    "{other:?} is not a proxy_next_upstream value"
+                )))
+            }
         }
     }
     Ok((n, ignored))

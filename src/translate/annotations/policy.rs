@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
+use super::super::error::{Error, Result};
 use super::super::object::namespace_of;
 use super::super::object::raw_annotation;
 use super::super::values::{parse_bool, parse_seconds};
@@ -236,14 +237,16 @@ fn is_uri_text(v: &str) -> bool {
 }
 
 /// A redirect target: an absolute `http(s)://` URL or an absolute path.
-fn redirect_target(v: &str) -> Result<Box<str>, String> {
+fn redirect_target(v: &str) -> Result<Box<str>> {
     if !is_uri_text(v) {
-        return Err(format!("{v:?} is not a URL"));
+        return Err(Error::InvalidValue(format!("{v:?} is not a URL")));
     }
     if v.starts_with('/') || v.starts_with("http://") || v.starts_with("https://") {
         Ok(v.into())
     } else {
-        Err(format!("{v:?} is not an http(s) URL or an absolute path"))
+        Err(Error::InvalidValue(format!(
+            "{v:?} is not an http(s) URL or an absolute path"
+        )))
     }
 }
 
