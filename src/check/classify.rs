@@ -18,6 +18,7 @@ use crate::translate::{translate, ObjKind, Warning};
 use super::report::*;
 use super::Input;
 
+/// Kinds of object a partial input may leave out (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Absent {
     Services,

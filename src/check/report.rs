@@ -160,8 +160,6 @@ pub struct ObjectItem {
     pub message: String,
 }
 
-/// Kinds of object a partial input may leave out (see the module docs).
-
 impl Report {
     /// The `--output json` document.
     pub fn to_json(&self) -> String {

@@ -89,12 +89,14 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     let (served, ignored_ingresses) = select(snapshot, config);
 
     let mut backends = BackendIndex::new(&snapshot.services, &snapshot.endpoint_slices);
-    let mut table = RoutingTable::default();
-    table.globals = super::configmap::globals(
-        &snapshot.config_maps,
-        config.configmap.as_ref(),
-        &mut warnings,
-    );
+    let mut table = RoutingTable {
+        globals: super::configmap::globals(
+            &snapshot.config_maps,
+            config.configmap.as_ref(),
+            &mut warnings,
+        ),
+        ..RoutingTable::default()
+    };
     // Canary Ingresses add no routes, hosts, certificates or regex mode of their own:
     // they only lend their backends to the main routes (annotations/canary.rs).
     let primaries: Vec<&Ingress> = served
