@@ -8,9 +8,20 @@ pub struct ObjectRef {
     pub name: String,
 }
 
+/// A flag value that is not what the flag takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Not `namespace/name`.
+    #[error("expected namespace/name, got {0:?}")]
+    ObjectRef(String),
+}
+
+/// `Result` with the config's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 impl std::str::FromStr for ObjectRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
         match s.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
                 Ok(ObjectRef {
@@ -18,7 +29,7 @@ impl std::str::FromStr for ObjectRef {
                     name: name.to_string(),
                 })
             }
-            _ => Err(format!("expected namespace/name, got {s:?}")),
+            _ => Err(Error::ObjectRef(s.to_string())),
         }
     }
 }

@@ -25,10 +25,10 @@ use sluice::proxy::conncap::ConnectionCap;
 use sluice::proxy::proxy_protocol::{PreTls, ProxyProtocolApp};
 use sluice::proxy::tls::{fake_certificate, CertResolver};
 use sluice::proxy::{ProxyOptions, SluiceProxy};
+use sluice::publish::{FirstTable, Rebuilder};
 use sluice::routing::SharedTable;
 use sluice::source::kube as kube_source;
 use sluice::source::manifests::{self, ManifestDir};
-use sluice::source::Rebuilder;
 use sluice::status::{AddressSource, ElectionConfig, StatusConfig};
 
 // glibc's malloc showed up at ~7% of proxy CPU in profiles (many small per-request
@@ -255,7 +255,9 @@ fn main() -> anyhow::Result<()> {
         default_ssl_certificate: args.default_ssl_certificate.clone(),
     };
     let table = SharedTable::new();
-    let mut rebuilder = Rebuilder::new(translate_config, table.clone());
+    let rebuilder = Rebuilder::new(translate_config, table.clone());
+    // Set by whichever source starts below.
+    let first_table: Option<FirstTable>;
 
     let control = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -310,11 +312,13 @@ fn main() -> anyhow::Result<()> {
             if !dir.is_dir() {
                 bail!("--manifests {}: not a directory", dir.display());
             }
+            let (sink, first) = rebuilder.spawn().context("starting the rebuild thread")?;
+            first_table = Some(first);
             let mut manifest_dir = ManifestDir::new(dir);
-            manifests::load_and_publish(&mut manifest_dir, &mut rebuilder)
+            manifests::load_and_publish(&mut manifest_dir, &sink)
                 .with_context(|| format!("reading {}", dir.display()))?;
             control.spawn(async move {
-                if let Err(e) = manifests::watch(manifest_dir, rebuilder).await {
+                if let Err(e) = manifests::watch(manifest_dir, sink).await {
                     tracing::error!(error = %e, "cannot watch manifests; serving the last table without reloads");
                 }
             });
@@ -350,7 +354,11 @@ fn main() -> anyhow::Result<()> {
             };
             let (status_tx, status_rx) = tokio::sync::watch::channel(None);
             let (leading_tx, _) = tokio::sync::watch::channel(false);
-            rebuilder = rebuilder.with_status(status_tx);
+            let (sink, first) = rebuilder
+                .with_status(status_tx)
+                .spawn()
+                .context("starting the rebuild thread")?;
+            first_table = Some(first);
             control.spawn(sluice::status::run(
                 client.clone(),
                 status_config,
@@ -362,13 +370,13 @@ fn main() -> anyhow::Result<()> {
                 let _guard = control.enter();
                 kube_source::Stores::start(&client, &watch, changed.clone())
             };
-            control.spawn(kube_source::run(stores, changed, rebuilder));
+            control.spawn(kube_source::run(stores, changed, sink));
             info!("waiting for the initial list of every watched kind");
         }
     }
     // The listeners open only once the first complete table is published.
-    while !table.is_ready() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    if first_table.and_then(FirstTable::wait).is_none() {
+        bail!("the control plane stopped before publishing a first routing table");
     }
 
     let conf = ServerConf {

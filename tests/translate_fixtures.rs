@@ -55,8 +55,8 @@ use serde::Deserialize;
 use sluice::config::{ObjectRef, TranslateConfig};
 use sluice::routing::balance::stable_hash;
 use sluice::routing::{normalize_path, AffinityMode, AllowOrigin, Endpoints, LbPolicy, Match};
-use sluice::source::Snapshot;
 use sluice::translate::translate;
+use sluice::translate::Snapshot;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -623,10 +623,25 @@ fn translation_fixtures() {
     let mut cases: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.join("expect.yaml").exists())
+        .filter(|p| p.is_dir())
         .collect();
     cases.sort();
     assert!(!cases.is_empty(), "no fixtures under {}", root.display());
+    // A case folder missing either file is a mistake, never a case to skip quietly.
+    let incomplete: Vec<String> = cases
+        .iter()
+        .flat_map(|c| {
+            ["input.yaml", "expect.yaml"]
+                .into_iter()
+                .filter(|f| !c.join(f).is_file())
+                .map(move |f| format!("{} has no {f}", c.display()))
+        })
+        .collect();
+    assert!(
+        incomplete.is_empty(),
+        "incomplete fixtures:\n{}",
+        incomplete.join("\n")
+    );
     let mut failures = Vec::new();
     for case in &cases {
         if let Err(e) = run_case(case) {

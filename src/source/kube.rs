@@ -34,8 +34,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::{Rebuilder, Snapshot};
+use super::SnapshotSink;
 use crate::config::ObjectRef;
+use crate::translate::{referenced_config_maps, Snapshot};
 
 /// What to watch.
 #[derive(Debug, Clone, Default)]
@@ -157,7 +158,7 @@ impl Stores {
             .config_maps
             .iter()
             .flat_map(|s| s.state())
-            .flat_map(|cm| crate::translate::headers::referenced_config_maps(&cm))
+            .flat_map(|cm| referenced_config_maps(&cm))
             .collect();
         self.referenced.retain(|name, (_, task)| {
             let keep = wanted.contains(name);
@@ -329,8 +330,8 @@ const DEBOUNCE_QUIET: Duration = Duration::from_millis(20);
 const DEBOUNCE_MAX: Duration = Duration::from_millis(100);
 
 /// Runs controller mode until the runtime stops: first table after every initial list,
-/// then a rebuild per (debounced) change.
-pub async fn run(mut stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuilder) {
+/// then a snapshot per (debounced) change, handed to `sink`. Ends if the receiver goes.
+pub async fn run(mut stores: Stores, changed: Arc<Notify>, sink: SnapshotSink) {
     stores.wait_until_ready().await;
     // The ConfigMaps the controller ConfigMap names, listed before the first table too.
     // Bounded: a ConfigMap that cannot be listed (RBAC, a typo'd namespace) must not
@@ -347,11 +348,15 @@ pub async fn run(mut stores: Stores, changed: Arc<Notify>, mut rebuilder: Rebuil
     // contains what it announced (reflectors update their store before the event is
     // seen), so drop it rather than rebuild the same table twice.
     let _ = tokio::time::timeout(Duration::ZERO, changed.notified()).await;
-    rebuilder.rebuild(&stores.snapshot());
+    if sink.send(stores.snapshot()).is_err() {
+        return;
+    }
     loop {
         super::debounced(&changed, DEBOUNCE_QUIET, DEBOUNCE_MAX).await;
         // A newly named ConfigMap announces its first list through `changed` too.
         stores.sync_referenced();
-        rebuilder.rebuild(&stores.snapshot());
+        if sink.send(stores.snapshot()).is_err() {
+            return;
+        }
     }
 }

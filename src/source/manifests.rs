@@ -23,7 +23,8 @@ use serde_yaml_ng::Value;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-use super::{Rebuilder, Snapshot};
+use super::SnapshotSink;
+use crate::translate::Snapshot;
 
 /// One decoded object of a kind sluice consumes. Variants differ in size, but objects
 /// are few and short-lived here, so boxing would only add noise.
@@ -223,8 +224,8 @@ fn decode_value(file: &Path, line: usize, value: Value, parsed: &mut Parsed) {
             .unwrap_or("")
             .to_string(),
     };
-    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
-        serde_yaml_ng::from_value(v).map_err(|e| e.to_string())
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> super::Result<T> {
+        Ok(serde_yaml_ng::from_value(v)?)
     }
     let result = match (api_version.as_str(), kind.as_str()) {
         (_, "List") => {
@@ -242,7 +243,7 @@ fn decode_value(file: &Path, line: usize, value: Value, parsed: &mut Parsed) {
         ("v1", "Endpoints") => typed(value).map(Object::Endpoints),
         ("v1", "Secret") => typed(value).map(Object::Secret),
         ("v1", "ConfigMap") => typed(value).map(Object::ConfigMap),
-        ("", _) | (_, "") => Err("document has no apiVersion or kind".to_string()),
+        ("", _) | (_, "") => Err(super::Error::NoKind),
         _ => {
             parsed.ignored.push(identity);
             return;
@@ -271,6 +272,8 @@ pub struct ManifestDir {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     first_seen: HashMap<Identity, Time>,
+    /// A snapshot has been handed to a sink (so an unchanged reload can be skipped).
+    sent: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -295,6 +298,7 @@ impl ManifestDir {
             root: root.into(),
             files: BTreeMap::new(),
             first_seen: HashMap::new(),
+            sent: false,
         }
     }
 
@@ -542,9 +546,9 @@ pub fn mirror(ep: &Endpoints, services: &[Arc<Service>]) -> Vec<EndpointSlice> {
     slices
 }
 
-/// Loads the directory once and publishes a table, logging every file problem.
-/// Returns the generation published.
-pub fn load_and_publish(dir: &mut ManifestDir, rebuilder: &mut Rebuilder) -> std::io::Result<u64> {
+/// Loads the directory once and hands the snapshot to `sink`, logging every file
+/// problem. An unchanged directory sends nothing after the first time.
+pub fn load_and_publish(dir: &mut ManifestDir, sink: &SnapshotSink) -> std::io::Result<()> {
     let loaded = dir.load()?;
     for p in &loaded.problems {
         warn!("{p}");
@@ -552,11 +556,14 @@ pub fn load_and_publish(dir: &mut ManifestDir, rebuilder: &mut Rebuilder) -> std
     for (file, id) in &loaded.ignored {
         debug!(file = %file.display(), object = %id, "ignoring a kind sluice does not consume");
     }
-    if !loaded.changed && rebuilder.generation() > 0 {
+    if !loaded.changed && dir.sent {
         // Nothing to do (an editor touched a file without changing it).
-        return Ok(rebuilder.generation());
+        return Ok(());
     }
-    Ok(rebuilder.rebuild(&loaded.snapshot))
+    // A receiver that has gone ends the process's rebuilds anyway; nothing to report.
+    let _ = sink.send(loaded.snapshot);
+    dir.sent = true;
+    Ok(())
 }
 
 /// How long the directory must be quiet before a rebuild, and the longest a burst of
@@ -564,10 +571,10 @@ pub fn load_and_publish(dir: &mut ManifestDir, rebuilder: &mut Rebuilder) -> std
 const DEBOUNCE_QUIET: Duration = Duration::from_millis(40);
 const DEBOUNCE_MAX: Duration = Duration::from_millis(200);
 
-/// Watches the directory and rebuilds on every change until the runtime stops.
+/// Watches the directory and sends a snapshot on every change until the runtime stops.
 /// The first load must already have happened (see [`load_and_publish`]).
 /// Returns only if the watch cannot be set up.
-pub async fn watch(mut dir: ManifestDir, mut rebuilder: Rebuilder) -> notify::Result<()> {
+pub async fn watch(mut dir: ManifestDir, sink: SnapshotSink) -> notify::Result<()> {
     use notify::{RecursiveMode, Watcher};
     let changed = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = changed.clone();
@@ -586,7 +593,7 @@ pub async fn watch(mut dir: ManifestDir, mut rebuilder: Rebuilder) -> notify::Re
     info!(dir = %dir.root().display(), "watching manifests");
     loop {
         super::debounced(&changed, DEBOUNCE_QUIET, DEBOUNCE_MAX).await;
-        if let Err(e) = load_and_publish(&mut dir, &mut rebuilder) {
+        if let Err(e) = load_and_publish(&mut dir, &sink) {
             warn!(dir = %dir.root().display(), error = %e, "cannot read manifests; keeping the last table");
         }
     }

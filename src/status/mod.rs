@@ -21,7 +21,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::source::Snapshot;
+use crate::translate::Snapshot;
 use crate::translate::{ObjKind, Warning};
 
 pub use leader::ElectionConfig;

@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashSet};
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 
 use crate::config::ObjectRef;
-use crate::source::Snapshot;
-use crate::translate::backends::namespace_of;
+use crate::translate::namespace_of;
+use crate::translate::Snapshot;
 
 /// Where the published address comes from.
 #[derive(Debug, Clone, Default)]

@@ -16,6 +16,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::error::{Error, Result};
+use super::object::namespace_of;
 use super::{ObjKind, Warning};
 use crate::routing::{Backend, Endpoints};
 
@@ -173,7 +175,9 @@ impl<'a> BackendIndex<'a> {
                 if let (Some(ext), Some(n)) = (external_name(svc), port.and_then(|p| p.number)) {
                     return external(ext, n);
                 }
-                return Endpoints::Unavailable { reason };
+                return Endpoints::Unavailable {
+                    reason: reason.to_string(),
+                };
             }
         };
         if let Some(ext) = external_name(svc) {
@@ -241,7 +245,7 @@ fn external_name(svc: &Service) -> Option<&str> {
 fn find_service_port<'p>(
     ports: &'p [ServicePort],
     want: Option<&ServiceBackendPort>,
-) -> Result<&'p ServicePort, String> {
+) -> Result<&'p ServicePort> {
     let found = match want {
         Some(ServiceBackendPort {
             number: Some(n), ..
@@ -254,10 +258,10 @@ fn find_service_port<'p>(
         _ => None,
     };
     found.ok_or_else(|| {
-        format!(
+        Error::Service(format!(
             "Service has no port {}",
             want.map_or_else(|| "(none given)".to_string(), |p| port_label(Some(p)))
-        )
+        ))
     })
 }
 
@@ -269,12 +273,4 @@ pub(super) fn port_label(port: Option<&ServiceBackendPort>) -> String {
         Some(ServiceBackendPort { name: Some(n), .. }) => n.clone(),
         _ => String::new(),
     }
-}
-
-/// The namespace of an object, defaulting to `default` as kubectl does.
-pub fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
-    meta.namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("default")
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::backends::namespace_of;
+use super::object::namespace_of;
+use super::values::{parse_bool, parse_nginx_time, parse_seconds};
 use super::{ObjKind, Warning};
 use crate::config::ObjectRef;
 use crate::routing::GlobalSettings;
@@ -78,7 +79,7 @@ pub fn globals(
             _ => invalid("http-redirect-code", raw, g.http_redirect_code.to_string()),
         }
     }
-    use super::annotations::balance::{parse_load_balance, parse_next_upstream, parse_timeout};
+    use super::values::{parse_load_balance, parse_next_upstream, parse_timeout};
     if let Some(raw) = data.get("load-balance") {
         match parse_load_balance(raw) {
             Some(p) => g.load_balance = p,
@@ -190,57 +191,6 @@ pub fn globals(
         }
     }
     g
-}
-
-/// ingress-nginx booleans: `true`/`false` (any case).
-pub fn parse_bool(raw: &str) -> Option<bool> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// ingress-nginx timeouts are whole seconds; a trailing `s` is tolerated.
-pub fn parse_seconds(raw: &str) -> Option<Duration> {
-    let v = raw.trim();
-    let v = v.strip_suffix('s').unwrap_or(v);
-    let n: u64 = v.parse().ok()?;
-    (n > 0 && n <= 86_400).then(|| Duration::from_secs(n))
-}
-
-/// An nginx time value (`240s`, `4m`, `1m30s`, `500ms`, `1h 30m`; a bare number is
-/// seconds), as ingress-nginx writes `worker-shutdown-timeout`. Zero is allowed; more
-/// than a day is not.
-pub fn parse_nginx_time(raw: &str) -> Option<Duration> {
-    let mut rest = raw.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "" | "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return None,
-        };
-        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
-        rest = rest[unit_len..].trim_start();
-    }
-    (total <= Duration::from_secs(86_400)).then_some(total)
 }
 
 /// Request framing and client limits (hardening): `client-header-timeout`,

@@ -21,42 +21,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::backends::namespace_of;
-use super::configmap::parse_bool;
+use super::input::config_map_ref;
+use super::object::namespace_of;
+use super::values::parse_bool;
 use super::{ObjKind, Warning};
 use crate::config::ObjectRef;
 use crate::routing::{CidrSet, GlobalSettings, HeaderTemplate, LogEscape, LogFormat, Template};
-
-/// The ConfigMaps that `proxy-set-headers` and `add-headers` of the controller ConfigMap
-/// `cm` name (controller mode watches them by name).
-pub fn referenced_config_maps(cm: &ConfigMap) -> Vec<ObjectRef> {
-    let ns = namespace_of(&cm.metadata);
-    let Some(data) = cm.data.as_ref() else {
-        return Vec::new();
-    };
-    let mut refs: Vec<ObjectRef> = ["proxy-set-headers", "add-headers"]
-        .iter()
-        .filter_map(|k| data.get(*k))
-        .filter_map(|v| config_map_ref(v, ns))
-        .collect();
-    refs.dedup();
-    refs
-}
-
-fn config_map_ref(value: &str, default_ns: &str) -> Option<ObjectRef> {
-    let v = value.trim();
-    if v.is_empty() {
-        return None;
-    }
-    match v.parse::<ObjectRef>() {
-        Ok(r) => Some(r),
-        Err(_) if !v.contains('/') => Some(ObjectRef {
-            namespace: default_ns.to_string(),
-            name: v.to_string(),
-        }),
-        Err(_) => None,
-    }
-}
 
 /// Reads this family's keys from the controller ConfigMap's `data` into `g`.
 pub fn apply(
@@ -247,18 +217,5 @@ mod tests {
         assert!(!g.proxy_real_ip_cidr.contains("10.1.1.1".parse().unwrap()));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].message.contains("no peer is trusted"));
-    }
-
-    #[test]
-    fn references() {
-        let cm: ConfigMap = serde_yaml_ng::from_str(
-            "metadata: {name: c, namespace: ingress}\ndata: {proxy-set-headers: other/req, add-headers: resp}",
-        )
-        .unwrap();
-        let refs: Vec<String> = referenced_config_maps(&cm)
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-        assert_eq!(refs, vec!["other/req", "ingress/resp"]);
     }
 }

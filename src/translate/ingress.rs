@@ -2,8 +2,9 @@
 //! several Ingresses per host (oldest `creationTimestamp` first; the oldest keeps a
 //! clashing host+path+pathType), `spec.defaultBackend` and `--default-backend-service`.
 //!
-//! `ImplementationSpecific` paths are treated as `Prefix` (regex mode arrives with the
-//! annotation parsers). `resource` backends are not proxied: the path is treated as absent.
+//! `ImplementationSpecific` paths are treated as `Prefix`, or as regexes on a host in
+//! regex mode (COMPAT §3). `resource` backends are not proxied: the path is treated as
+//! absent.
 //!
 //! Canary Ingresses (`annotations/canary.rs`) add no routes, hosts or certificates:
 //! their backends are attached to the main routes of the same rule. `server-alias`
@@ -21,15 +22,19 @@ use super::annotations::proxy_ssl::{self, ProxySsl};
 use super::annotations::{
     auth, balance, canary, cors, custom_errors, hosts, limits, policy, upstream,
 };
-use super::backends::{namespace_of, port_label, BackendIndex};
-use super::{ObjKind, Translation, Warning};
+use super::backends::{port_label, BackendIndex};
+use super::object::{
+    annotation, bool_annotation, canonical, namespace_of, raw_annotation, service_of,
+    validate_host, validate_path,
+};
+use super::values::parse_bool;
+use super::{ObjKind, Snapshot, Translation, Warning};
 use crate::config::TranslateConfig;
 use crate::routing::matcher::InsertError;
 use crate::routing::{
-    Backend, Endpoints, HostPattern, PathKind, Rewrite, Route, RoutingTable, TableStats,
-    UpstreamProtocol,
+    Backend, CookieAffinity, Endpoints, GlobalSettings, HostPattern, PathKind, Policy, Rewrite,
+    Route, RoutingTable, TableStats, UpstreamProtocol, UpstreamTls,
 };
-use crate::source::Snapshot;
 
 /// The deprecated annotation that still selects a class.
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -74,33 +79,24 @@ fn age_key(ing: &Ingress) -> (Option<&Time>, &str, &str) {
     )
 }
 
+/// Builds the table in named stages: class selection ([`select`]), the ConfigMap, TLS
+/// (`tls.rs`), regex hosts ([`mark_regex_hosts`]) and host aliases, then per Ingress,
+/// oldest first, its annotations ([`Settings::parse`]), its default backend and its
+/// rules ([`add_rules`]: path validation and precedence, merging into shared hosts),
+/// and last the `--default-backend-service` fallback.
 pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translation {
     let mut warnings = Vec::new();
-    let classes: HashMap<&str, &IngressClass> = snapshot
-        .ingress_classes
-        .iter()
-        .filter_map(|c| Some((c.metadata.name.as_deref()?, c.as_ref())))
-        .collect();
-    let mut served: Vec<&Ingress> = snapshot
-        .ingresses
-        .iter()
-        .map(Arc::as_ref)
-        .filter(|i| is_served(i, &classes, config))
-        .collect();
-    let ignored_ingresses = snapshot.ingresses.len() - served.len();
-    // Oldest first; namespace/name breaks ties so the result is deterministic.
-    served.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+    let (served, ignored_ingresses) = select(snapshot, config);
 
     let mut backends = BackendIndex::new(&snapshot.services, &snapshot.endpoint_slices);
-    let mut table = RoutingTable::default();
-    // Which Ingress holds each host+path+kind, to name it in conflict warnings.
-    let mut owners: HashMap<(HostPattern, PathKind, String), String> = HashMap::new();
-    let mut paths = 0;
-    table.globals = super::configmap::globals(
-        &snapshot.config_maps,
-        config.configmap.as_ref(),
-        &mut warnings,
-    );
+    let mut table = RoutingTable {
+        globals: super::configmap::globals(
+            &snapshot.config_maps,
+            config.configmap.as_ref(),
+            &mut warnings,
+        ),
+        ..RoutingTable::default()
+    };
     // Canary Ingresses add no routes, hosts, certificates or regex mode of their own:
     // they only lend their backends to the main routes (annotations/canary.rs).
     let primaries: Vec<&Ingress> = served
@@ -115,7 +111,6 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         snapshot.observed_at,
         &mut warnings,
     );
-
     let secrets: HashMap<(&str, &str), &Secret> = snapshot
         .secrets
         .iter()
@@ -127,26 +122,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         })
         .collect();
 
-    // Regex hosts (COMPAT §3): one Ingress with use-regex or rewrite-target on a host
-    // turns every path of that host into a regex.
-    for ing in &primaries {
-        let regex = raw_annotation(ing, "use-regex")
-            .is_some_and(|v| super::configmap::parse_bool(v) == Some(true))
-            || raw_annotation(ing, "rewrite-target").is_some_and(|v| !v.trim().is_empty());
-        if !regex {
-            continue;
-        }
-        for rule in ing.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
-            let host = rule.host.as_deref();
-            if host.is_none_or(|h| validate_host(h).is_ok()) {
-                table
-                    .hosts
-                    .entry(&HostPattern::parse(host))
-                    .set_regex_mode();
-            }
-        }
-    }
-
+    mark_regex_hosts(&primaries, &mut table);
     let hosts_plan = hosts::HostPlan::build(&primaries, &tls.certs, &mut warnings);
     hosts_plan.set_regex_modes(&mut table);
     let canaries: Vec<&Ingress> = served
@@ -157,260 +133,56 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     let mut canary_plan =
         canary::Plan::build(&canaries, &mut backends, &table.globals, &mut warnings);
 
+    let mut merge = Merge {
+        table,
+        owners: HashMap::new(),
+        paths: 0,
+    };
     for ing in &served {
-        let ns = namespace_of(&ing.metadata);
-        let name = ing.metadata.name.as_deref().unwrap_or("");
-        let me = (ObjKind::Ingress, ns, name);
         super::annotations::check_keys(ing, &mut warnings);
         if canary::is_canary(ing) {
             continue;
         }
         canary::check_not_canary(ing, &mut warnings);
-        let (mut policy, path_options) = policy::parse(ing, &mut warnings);
-        auth::parse(ing, &secrets, &mut policy, &mut warnings);
-        policy.cors = cors::parse(ing, &mut warnings);
-        policy.limits = limits::parse(ing, &mut warnings);
-        hosts::apply_policy(ing, &mut policy, &mut warnings);
-        policy.default_backend = upstream::default_backend(ing, &mut backends, &mut warnings);
-        let service_upstream = upstream::service_upstream(ing, &mut warnings);
-        custom_errors::parse(ing, &mut policy, &mut warnings);
-        let policy = Arc::new(policy);
-        let Some(spec) = ing.spec.as_ref() else {
+        let Some(settings) = Settings::parse(
+            ing,
+            &secrets,
+            &mut backends,
+            &merge.table.globals,
+            &mut warnings,
+        ) else {
             continue;
         };
-        let ssl_redirect = bool_annotation(
-            ing,
-            "ssl-redirect",
-            table.globals.ssl_redirect,
-            &mut warnings,
-        );
-        let force_ssl_redirect = bool_annotation(ing, "force-ssl-redirect", false, &mut warnings);
-        let protocol = backend_protocol(ing, &mut warnings);
-        let balancing = balance::parse(
-            ing,
-            &table.globals.load_balance,
-            table.globals.next_upstream,
-            &mut warnings,
-        );
-        let affinity_for = |path: &str| {
-            balancing.affinity.as_ref().map(|a| {
-                let mut a = a.clone();
-                if !balancing.cookie_path_set {
-                    a.path = path.into();
-                }
-                Arc::new(a)
-            })
-        };
-        let mut upstream_tls = None;
-        let mut tls_broken = None;
-        if matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs) {
-            match proxy_ssl::parse(ing, &secrets, &mut warnings) {
-                ProxySsl::Default => {}
-                ProxySsl::Settings(t) => upstream_tls = Some(t),
-                ProxySsl::Broken(why) => tls_broken = Some(why),
-            }
-        }
-        // Verification that cannot be honoured: the paths answer 503, never unverified.
-        let resolve = |backends: &mut BackendIndex,
-                       svc: &str,
-                       port: Option<&ServiceBackendPort>,
-                       warnings: &mut Vec<Warning>| match &tls_broken {
-            Some(why) => Arc::new(Backend::new(
-                ns,
-                svc,
-                &port_label(port),
-                Endpoints::Unavailable {
-                    reason: why.clone(),
-                },
-            )),
-            None => upstream::fallback(
-                upstream::resolve(backends, ing, service_upstream, svc, port, warnings),
-                &policy,
-            ),
-        };
-
+        let spec = ing.spec.as_ref().expect("Settings::parse checked the spec");
         if let Some(default) = &spec.default_backend {
-            if table.default_backend.is_some() {
-                warnings.push(Warning::new(
-                    ObjKind::Ingress,
-                    ns,
-                    name,
-                    "DefaultBackendConflict",
-                    "spec.defaultBackend ignored: an older Ingress already sets the default backend".into(),
-                ));
-            } else if let Some(svc) = service_of(default, me, &mut warnings) {
-                let backend = resolve(&mut backends, &svc.name, svc.port.as_ref(), &mut warnings);
-                table.default_backend = Some(Arc::new(Route {
-                    backend,
-                    ingress_namespace: ns.into(),
-                    ingress_name: name.into(),
-                    host: "".into(),
-                    path: "".into(),
-                    kind: PathKind::Prefix,
-                    ssl_redirect: false,
-                    protocol,
-                    upstream_tls: upstream_tls.clone(),
-                    lb: balancing.lb.clone(),
-                    affinity: affinity_for("/"),
-                    next_upstream: balancing.next_upstream,
-                    policy: policy.clone(),
-                    rewrite: None,
-                    canary: None,
-                    is_canary: false,
-                }));
-            }
+            spec_default_backend(
+                ing,
+                default,
+                &settings,
+                &mut backends,
+                &mut merge.table,
+                &mut warnings,
+            );
         }
-
-        for rule in spec.rules.iter().flatten() {
-            let host = rule.host.as_deref();
-            if let Some(h) = host {
-                if let Err(why) = validate_host(h) {
-                    warnings.push(Warning::new(
-                        ObjKind::Ingress,
-                        ns,
-                        name,
-                        "InvalidHost",
-                        format!("rule for host {h:?} ignored: {why}"),
-                    ));
-                    continue;
-                }
-            }
-            let pattern = HostPattern::parse(host);
-            for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
-                let raw_path = p.path.as_deref().unwrap_or("");
-                let kind = match validate_path(&p.path_type, raw_path) {
-                    Ok(k) => k,
-                    Err(why) => {
-                        warnings.push(Warning::new(
-                            ObjKind::Ingress,
-                            ns,
-                            name,
-                            "InvalidPath",
-                            format!(
-                                "path {raw_path:?} ({}) on host {pattern} ignored: {why}",
-                                p.path_type
-                            ),
-                        ));
-                        continue;
-                    }
-                };
-                let path = if raw_path.is_empty() { "/" } else { raw_path };
-                let Some(svc) = service_of(&p.backend, me, &mut warnings) else {
-                    continue;
-                };
-                let owner_key = (pattern.clone(), kind, canonical(kind, path));
-                if let Some(owner) = owners.get(&owner_key) {
-                    if owner != &format!("{ns}/{name}") {
-                        warnings.push(Warning::new(
-                            ObjKind::Ingress,
-                            ns,
-                            name,
-                            "PathConflict",
-                            format!("path {path} ({kind:?}) on host {pattern} is already served by older Ingress {owner}; this rule is ignored"),
-                        ));
-                    }
-                    continue;
-                }
-                let backend = resolve(&mut backends, &svc.name, svc.port.as_ref(), &mut warnings);
-                let host_has_tls = match &pattern {
-                    HostPattern::Any => false,
-                    p => tls.tls_hosts.contains(&p.to_string()),
-                };
-                let regex_host = table.hosts.get(&pattern).is_some_and(|m| m.is_regex_mode());
-                if regex_host && balancing.affinity.is_some() && !balancing.cookie_path_set {
-                    warnings.push(Warning::new(
-                        ObjKind::Ingress,
-                        ns,
-                        name,
-                        "InvalidAnnotation",
-                        format!("nginx.ingress.kubernetes.io/session-cookie-path is required when host {pattern} matches paths as regexes; the affinity cookie uses Path=/"),
-                    ));
-                }
-                let rewrite = match &path_options.rewrite_target {
-                    None => None,
-                    Some(target) => match crate::routing::policy::path_regex(path) {
-                        Ok(regex) => Some(Arc::new(Rewrite {
-                            regex,
-                            target: target.clone(),
-                        })),
-                        Err(why) => {
-                            warnings.push(Warning::new(
-                                ObjKind::Ingress,
-                                ns,
-                                name,
-                                "InvalidPath",
-                                format!("path {path:?} on host {pattern} ignored: rewrite-target needs it as a regex, and it is {why}"),
-                            ));
-                            continue;
-                        }
-                    },
-                };
-                let route = Arc::new(Route {
-                    backend,
-                    ingress_namespace: ns.into(),
-                    ingress_name: name.into(),
-                    host: match &pattern {
-                        HostPattern::Any => "".into(),
-                        p => p.to_string().into(),
-                    },
-                    path: path.into(),
-                    kind,
-                    ssl_redirect: force_ssl_redirect || (ssl_redirect && host_has_tls),
-                    protocol,
-                    upstream_tls: upstream_tls.clone(),
-                    lb: balancing.lb.clone(),
-                    // A regex is no cookie path: ingress-nginx requires
-                    // session-cookie-path there; without it the cookie gets `/`.
-                    affinity: affinity_for(if regex_host { "/" } else { path }),
-                    next_upstream: balancing.next_upstream,
-                    policy: policy.clone(),
-                    rewrite,
-                    canary: None,
-                    is_canary: false,
-                });
-                let route = canary_plan.attach(&owner_key, route, &mut warnings);
-                match table.hosts.entry(&pattern).insert(kind, path, route.clone()) {
-                    Ok(()) => {
-                        hosts_plan.insert_aliases(
-                            &mut table,
-                            &pattern,
-                            kind,
-                            path,
-                            &route,
-                            force_ssl_redirect,
-                        );
-                        owners.insert(owner_key, format!("{ns}/{name}"));
-                        paths += 1;
-                    }
-                    Err(InsertError::BadRegex(why)) => warnings.push(Warning::new(
-                        ObjKind::Ingress,
-                        ns,
-                        name,
-                        "InvalidPath",
-                        format!("path {path:?} on host {pattern} ignored: the host matches paths as regexes (use-regex or rewrite-target) and this one is {why}"),
-                    )),
-                    Err(InsertError::Conflict) => {}
-                }
-            }
-        }
+        add_rules(
+            ing,
+            &settings,
+            &tls.tls_hosts,
+            &mut backends,
+            &mut canary_plan,
+            &hosts_plan,
+            &mut merge,
+            &mut warnings,
+        );
     }
+    let Merge {
+        mut table, paths, ..
+    } = merge;
 
     hosts_plan.insert_redirects(&mut table);
     canary_plan.finish(&mut table.default_backend, &mut warnings);
-
     if let Some(dbs) = &config.default_backend_service {
-        let port = backends.first_port(&dbs.namespace, &dbs.name);
-        let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
-        let backend =
-            backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, &mut warnings);
-        // Also the error backend of custom-http-errors.
-        table.error_backend = Some(backend.clone());
-        if table.default_backend.is_none() {
-            let mut route = Route::new(backend, "", "", "", PathKind::Prefix);
-            route.lb = table.globals.load_balance.clone();
-            route.next_upstream = table.globals.next_upstream;
-            table.default_backend = Some(Arc::new(route));
-        }
+        default_backend_service(dbs, &mut backends, &mut table, &mut warnings);
     }
 
     table.certs = tls.certs;
@@ -438,47 +210,360 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     }
 }
 
-/// The prefix of ingress-nginx's annotations.
-pub const ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+/// Class selection: the Ingresses this controller serves, oldest first (namespace/name
+/// breaks ties, so the result is deterministic), and how many belong to another class.
+fn select<'s>(snapshot: &'s Snapshot, config: &TranslateConfig) -> (Vec<&'s Ingress>, usize) {
+    let classes: HashMap<&str, &IngressClass> = snapshot
+        .ingress_classes
+        .iter()
+        .filter_map(|c| Some((c.metadata.name.as_deref()?, c.as_ref())))
+        .collect();
+    let mut served: Vec<&Ingress> = snapshot
+        .ingresses
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|i| is_served(i, &classes, config))
+        .collect();
+    let ignored = snapshot.ingresses.len() - served.len();
+    served.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+    (served, ignored)
+}
 
-/// One `nginx.ingress.kubernetes.io/<key>` annotation parsed with `parse`; a value it
-/// rejects keeps `default` and warns, naming the annotation, the value and what `parse`
-/// expected (its `Err`).
-fn annotation<T: std::fmt::Debug + Copy>(
+/// Regex hosts (COMPAT §3): one Ingress with use-regex or rewrite-target on a host
+/// turns every path of that host into a regex.
+fn mark_regex_hosts(primaries: &[&Ingress], table: &mut RoutingTable) {
+    for ing in primaries {
+        let regex = raw_annotation(ing, "use-regex").is_some_and(|v| parse_bool(v) == Some(true))
+            || raw_annotation(ing, "rewrite-target").is_some_and(|v| !v.trim().is_empty());
+        if !regex {
+            continue;
+        }
+        for rule in ing.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+            let host = rule.host.as_deref();
+            if host.is_none_or(|h| validate_host(h).is_ok()) {
+                table
+                    .hosts
+                    .entry(&HostPattern::parse(host))
+                    .set_regex_mode();
+            }
+        }
+    }
+}
+
+/// What one Ingress's annotations say for all of its routes.
+struct Settings {
+    policy: Arc<Policy>,
+    path_options: policy::PathOptions,
+    service_upstream: bool,
+    ssl_redirect: bool,
+    force_ssl_redirect: bool,
+    protocol: UpstreamProtocol,
+    balancing: balance::Balancing,
+    upstream_tls: Option<Arc<UpstreamTls>>,
+    /// Verification asked for that cannot be honoured: the paths answer 503.
+    tls_broken: Option<String>,
+}
+
+impl Settings {
+    /// Parses the annotations (in a fixed order, so warnings come out in it). `None`
+    /// for an Ingress without a spec, after the policy annotations have warned.
+    fn parse(
+        ing: &Ingress,
+        secrets: &HashMap<(&str, &str), &Secret>,
+        backends: &mut BackendIndex,
+        globals: &GlobalSettings,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<Settings> {
+        let (mut policy, path_options) = policy::parse(ing, warnings);
+        auth::parse(ing, secrets, &mut policy, warnings);
+        policy.cors = cors::parse(ing, warnings);
+        policy.limits = limits::parse(ing, warnings);
+        hosts::apply_policy(ing, &mut policy, warnings);
+        policy.default_backend = upstream::default_backend(ing, backends, warnings);
+        let service_upstream = upstream::service_upstream(ing, warnings);
+        custom_errors::parse(ing, &mut policy, warnings);
+        ing.spec.as_ref()?;
+        let ssl_redirect = bool_annotation(ing, "ssl-redirect", globals.ssl_redirect, warnings);
+        let force_ssl_redirect = bool_annotation(ing, "force-ssl-redirect", false, warnings);
+        let protocol = backend_protocol(ing, warnings);
+        let balancing = balance::parse(ing, &globals.load_balance, globals.next_upstream, warnings);
+        let mut upstream_tls = None;
+        let mut tls_broken = None;
+        if matches!(protocol, UpstreamProtocol::Https | UpstreamProtocol::Grpcs) {
+            match proxy_ssl::parse(ing, secrets, warnings) {
+                ProxySsl::Default => {}
+                ProxySsl::Settings(t) => upstream_tls = Some(t),
+                ProxySsl::Broken(why) => tls_broken = Some(why),
+            }
+        }
+        Some(Settings {
+            policy: Arc::new(policy),
+            path_options,
+            service_upstream,
+            ssl_redirect,
+            force_ssl_redirect,
+            protocol,
+            balancing,
+            upstream_tls,
+            tls_broken,
+        })
+    }
+
+    /// The backend for `svc`/`port`; 503 when verification cannot be honoured, never
+    /// unverified.
+    fn resolve(
+        &self,
+        ing: &Ingress,
+        backends: &mut BackendIndex,
+        svc: &str,
+        port: Option<&ServiceBackendPort>,
+        warnings: &mut Vec<Warning>,
+    ) -> Arc<Backend> {
+        match &self.tls_broken {
+            Some(why) => Arc::new(Backend::new(
+                namespace_of(&ing.metadata),
+                svc,
+                &port_label(port),
+                Endpoints::Unavailable {
+                    reason: why.clone(),
+                },
+            )),
+            None => upstream::fallback(
+                upstream::resolve(backends, ing, self.service_upstream, svc, port, warnings),
+                &self.policy,
+            ),
+        }
+    }
+
+    /// The affinity cookie for a route at `path` (unless `session-cookie-path` is set).
+    fn affinity_for(&self, path: &str) -> Option<Arc<CookieAffinity>> {
+        self.balancing.affinity.as_ref().map(|a| {
+            let mut a = a.clone();
+            if !self.balancing.cookie_path_set {
+                a.path = path.into();
+            }
+            Arc::new(a)
+        })
+    }
+
+    /// A route with these settings; the caller fills in what differs per rule.
+    fn route(&self, ing: &Ingress, backend: Arc<Backend>, path: &str) -> Route {
+        Route {
+            backend,
+            ingress_namespace: namespace_of(&ing.metadata).into(),
+            ingress_name: ing.metadata.name.as_deref().unwrap_or("").into(),
+            host: "".into(),
+            path: "".into(),
+            kind: PathKind::Prefix,
+            ssl_redirect: false,
+            protocol: self.protocol,
+            upstream_tls: self.upstream_tls.clone(),
+            lb: self.balancing.lb.clone(),
+            affinity: self.affinity_for(path),
+            next_upstream: self.balancing.next_upstream,
+            policy: self.policy.clone(),
+            rewrite: None,
+            canary: None,
+            is_canary: false,
+        }
+    }
+}
+
+/// `spec.defaultBackend`: the oldest Ingress that sets one wins; later ones warn.
+fn spec_default_backend(
     ing: &Ingress,
-    key: &str,
-    default: T,
-    parse: impl Fn(&str) -> Result<T, &'static str>,
+    default: &IngressBackend,
+    settings: &Settings,
+    backends: &mut BackendIndex,
+    table: &mut RoutingTable,
     warnings: &mut Vec<Warning>,
-) -> T {
-    let full = format!("{ANNOTATION_PREFIX}{key}");
-    let Some(raw) = ing.metadata.annotations.as_ref().and_then(|a| a.get(&full)) else {
-        return default;
-    };
-    parse(raw).unwrap_or_else(|expected| {
+) {
+    let (ns, name) = (
+        namespace_of(&ing.metadata),
+        ing.metadata.name.as_deref().unwrap_or(""),
+    );
+    if table.default_backend.is_some() {
         warnings.push(Warning::new(
             ObjKind::Ingress,
-            namespace_of(&ing.metadata),
-            ing.metadata.name.as_deref().unwrap_or(""),
-            "InvalidAnnotation",
-            format!("{full}: {raw:?} is not {expected}; using {default:?}"),
+            ns,
+            name,
+            "DefaultBackendConflict",
+            "spec.defaultBackend ignored: an older Ingress already sets the default backend".into(),
         ));
-        default
-    })
+    } else if let Some(svc) = service_of(default, (ObjKind::Ingress, ns, name), warnings) {
+        let backend = settings.resolve(ing, backends, &svc.name, svc.port.as_ref(), warnings);
+        table.default_backend = Some(Arc::new(settings.route(ing, backend, "/")));
+    }
 }
 
-/// The raw value of `nginx.ingress.kubernetes.io/<key>`, if set.
-pub(super) fn raw_annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
-    ing.metadata
-        .annotations
-        .as_ref()?
-        .get(&format!("{ANNOTATION_PREFIX}{key}"))
-        .map(String::as_str)
+/// The table being merged into, and which Ingress holds each host+path+kind (to name
+/// it in conflict warnings).
+struct Merge {
+    table: RoutingTable,
+    owners: HashMap<canary::RuleKey, String>,
+    paths: usize,
 }
 
-fn bool_annotation(ing: &Ingress, key: &str, default: bool, warnings: &mut Vec<Warning>) -> bool {
-    let parse = |raw: &str| super::configmap::parse_bool(raw).ok_or("true or false");
-    annotation(ing, key, default, parse, warnings)
+/// Path validation and precedence: each valid rule path of `ing` becomes a route on its
+/// host, unless an older Ingress already holds the same host, kind and canonical path
+/// (`PathConflict`). Hosts with TLS redirect plain HTTP; canaries and aliases attach.
+#[allow(clippy::too_many_arguments)]
+fn add_rules(
+    ing: &Ingress,
+    settings: &Settings,
+    tls_hosts: &std::collections::HashSet<String>,
+    backends: &mut BackendIndex,
+    canary_plan: &mut canary::Plan,
+    hosts_plan: &hosts::HostPlan,
+    merge: &mut Merge,
+    warnings: &mut Vec<Warning>,
+) {
+    let ns = namespace_of(&ing.metadata);
+    let name = ing.metadata.name.as_deref().unwrap_or("");
+    let me = (ObjKind::Ingress, ns, name);
+    let table = &mut merge.table;
+    for rule in ing.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+        let host = rule.host.as_deref();
+        if let Some(h) = host {
+            if let Err(why) = validate_host(h) {
+                warnings.push(Warning::new(
+                    ObjKind::Ingress,
+                    ns,
+                    name,
+                    "InvalidHost",
+                    format!("rule for host {h:?} ignored: {why}"),
+                ));
+                continue;
+            }
+        }
+        let pattern = HostPattern::parse(host);
+        for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+            let raw_path = p.path.as_deref().unwrap_or("");
+            let kind = match validate_path(&p.path_type, raw_path) {
+                Ok(k) => k,
+                Err(why) => {
+                    warnings.push(Warning::new(
+                        ObjKind::Ingress,
+                        ns,
+                        name,
+                        "InvalidPath",
+                        format!(
+                            "path {raw_path:?} ({}) on host {pattern} ignored: {why}",
+                            p.path_type
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            let path = if raw_path.is_empty() { "/" } else { raw_path };
+            let Some(svc) = service_of(&p.backend, me, warnings) else {
+                continue;
+            };
+            let owner_key = (pattern.clone(), kind, canonical(kind, path));
+            if let Some(owner) = merge.owners.get(&owner_key) {
+                if owner != &format!("{ns}/{name}") {
+                    warnings.push(Warning::new(
+                        ObjKind::Ingress,
+                        ns,
+                        name,
+                        "PathConflict",
+                        format!("path {path} ({kind:?}) on host {pattern} is already served by older Ingress {owner}; this rule is ignored"),
+                    ));
+                }
+                continue;
+            }
+            let backend = settings.resolve(ing, backends, &svc.name, svc.port.as_ref(), warnings);
+            let host_has_tls = match &pattern {
+                HostPattern::Any => false,
+                p => tls_hosts.contains(&p.to_string()),
+            };
+            let regex_host = table.hosts.get(&pattern).is_some_and(|m| m.is_regex_mode());
+            let balancing = &settings.balancing;
+            if regex_host && balancing.affinity.is_some() && !balancing.cookie_path_set {
+                warnings.push(Warning::new(
+                    ObjKind::Ingress,
+                    ns,
+                    name,
+                    "InvalidAnnotation",
+                    format!("nginx.ingress.kubernetes.io/session-cookie-path is required when host {pattern} matches paths as regexes; the affinity cookie uses Path=/"),
+                ));
+            }
+            let rewrite = match &settings.path_options.rewrite_target {
+                None => None,
+                Some(target) => match crate::routing::policy::path_regex(path) {
+                    Ok(regex) => Some(Arc::new(Rewrite {
+                        regex,
+                        target: target.clone(),
+                    })),
+                    Err(why) => {
+                        warnings.push(Warning::new(
+                            ObjKind::Ingress,
+                            ns,
+                            name,
+                            "InvalidPath",
+                            format!("path {path:?} on host {pattern} ignored: rewrite-target needs it as a regex, and it is {why}"),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            // A regex is no cookie path: ingress-nginx requires session-cookie-path
+            // there; without it the cookie gets `/`.
+            let mut route = settings.route(ing, backend, if regex_host { "/" } else { path });
+            route.host = match &pattern {
+                HostPattern::Any => "".into(),
+                p => p.to_string().into(),
+            };
+            route.path = path.into();
+            route.kind = kind;
+            route.ssl_redirect =
+                settings.force_ssl_redirect || (settings.ssl_redirect && host_has_tls);
+            route.rewrite = rewrite;
+            let route = canary_plan.attach(&owner_key, Arc::new(route), warnings);
+            match table.hosts.entry(&pattern).insert(kind, path, route.clone()) {
+                Ok(()) => {
+                    hosts_plan.insert_aliases(
+                        table,
+                        &pattern,
+                        kind,
+                        path,
+                        &route,
+                        settings.force_ssl_redirect,
+                    );
+                    merge.owners.insert(owner_key, format!("{ns}/{name}"));
+                    merge.paths += 1;
+                }
+                Err(InsertError::BadRegex(why)) => warnings.push(Warning::new(
+                    ObjKind::Ingress,
+                    ns,
+                    name,
+                    "InvalidPath",
+                    format!("path {path:?} on host {pattern} ignored: the host matches paths as regexes (use-regex or rewrite-target) and this one is {why}"),
+                )),
+                Err(InsertError::Conflict) => {}
+            }
+        }
+    }
+}
+
+/// `--default-backend-service`: the error backend of custom-http-errors, and the
+/// default backend when no Ingress sets one.
+fn default_backend_service(
+    dbs: &crate::config::ObjectRef,
+    backends: &mut BackendIndex,
+    table: &mut RoutingTable,
+    warnings: &mut Vec<Warning>,
+) {
+    let port = backends.first_port(&dbs.namespace, &dbs.name);
+    let who = (ObjKind::Service, dbs.namespace.as_str(), dbs.name.as_str());
+    let backend = backends.resolve(&dbs.namespace, &dbs.name, port.as_ref(), who, warnings);
+    table.error_backend = Some(backend.clone());
+    if table.default_backend.is_none() {
+        let mut route = Route::new(backend, "", "", "", PathKind::Prefix);
+        route.lb = table.globals.load_balance.clone();
+        route.next_upstream = table.globals.next_upstream;
+        table.default_backend = Some(Arc::new(route));
+    }
 }
 
 /// `backend-protocol`: HTTP (default), HTTPS, GRPC, GRPCS, AUTO_HTTP. Anything else
@@ -500,95 +585,309 @@ fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProto
     )
 }
 
-/// The key two rules clash on: Prefix `/foo` and `/foo/` are the same rule.
-pub(super) fn canonical(kind: PathKind, path: &str) -> String {
-    match kind {
-        PathKind::Exact => path.to_string(),
-        PathKind::Prefix => path.trim_end_matches('/').to_string(),
-    }
-}
+#[cfg(test)]
+mod tests {
+    //! The stages of [`build`], on typed objects made by the `mk_*` builders below.
 
-pub(super) fn service_of<'b>(
-    backend: &'b IngressBackend,
-    (kind, ns, name): (ObjKind, &str, &str),
-    warnings: &mut Vec<Warning>,
-) -> Option<&'b k8s_openapi::api::networking::v1::IngressServiceBackend> {
-    if let Some(svc) = &backend.service {
-        return Some(svc);
-    }
-    let (reason, message) = if let Some(r) = &backend.resource {
-        (
-            "ResourceBackendIgnored",
-            format!(
-                "resource backend {}/{} is not proxied; the path is treated as absent",
-                r.kind, r.name
-            ),
-        )
-    } else {
-        (
-            "InvalidBackend",
-            "backend names neither a service nor a resource".to_string(),
-        )
-    };
-    warnings.push(Warning::new(kind, ns, name, reason, message));
-    None
-}
+    use std::collections::BTreeMap;
 
-/// Checks a path as the API server would and resolves its kind.
-pub(super) fn validate_path(path_type: &str, path: &str) -> Result<PathKind, String> {
-    let kind = match path_type {
-        "Exact" => PathKind::Exact,
-        "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
-        other => return Err(format!("unknown pathType {other:?}")),
+    use k8s_openapi::api::networking::v1::{
+        HTTPIngressPath, HTTPIngressRuleValue, IngressClassSpec, IngressRule,
+        IngressServiceBackend, IngressSpec,
     };
-    if path.is_empty() {
-        return if path_type == "ImplementationSpecific" {
-            Ok(kind)
-        } else {
-            Err("path is required".into())
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+    use crate::routing::Match;
+
+    /// An Ingress `ns/name`, created `age` seconds after the epoch, with `rules` of
+    /// (host, pathType, path, service) and the given annotations (short keys get the
+    /// ingress-nginx prefix).
+    fn mk_ingress(
+        ns: &str,
+        name: &str,
+        age: i64,
+        class: Option<&str>,
+        rules: &[(Option<&str>, &str, &str, &str)],
+        annotations: &[(&str, &str)],
+    ) -> Ingress {
+        let annotations: BTreeMap<String, String> = annotations
+            .iter()
+            .map(|(k, v)| {
+                let key = if k.contains('/') {
+                    k.to_string()
+                } else {
+                    format!("{}{k}", super::super::object::ANNOTATION_PREFIX)
+                };
+                (key, v.to_string())
+            })
+            .collect();
+        Ingress {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                creation_timestamp: Some(Time(
+                    k8s_openapi::jiff::Timestamp::from_second(age).unwrap(),
+                )),
+                annotations: (!annotations.is_empty()).then_some(annotations),
+                ..ObjectMeta::default()
+            },
+            spec: Some(IngressSpec {
+                ingress_class_name: class.map(Into::into),
+                rules: Some(
+                    rules
+                        .iter()
+                        .map(|(host, kind, path, svc)| IngressRule {
+                            host: host.map(Into::into),
+                            http: Some(HTTPIngressRuleValue {
+                                paths: vec![mk_path(kind, path, svc)],
+                            }),
+                        })
+                        .collect(),
+                ),
+                ..IngressSpec::default()
+            }),
+            ..Ingress::default()
+        }
+    }
+
+    fn mk_path(kind: &str, path: &str, svc: &str) -> HTTPIngressPath {
+        HTTPIngressPath {
+            path: Some(path.into()),
+            path_type: kind.into(),
+            backend: IngressBackend {
+                service: Some(IngressServiceBackend {
+                    name: svc.into(),
+                    port: Some(ServiceBackendPort {
+                        number: Some(80),
+                        name: None,
+                    }),
+                }),
+                resource: None,
+            },
+        }
+    }
+
+    fn mk_class(name: &str, controller: &str) -> IngressClass {
+        IngressClass {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(IngressClassSpec {
+                controller: Some(controller.into()),
+                ..IngressClassSpec::default()
+            }),
+        }
+    }
+
+    fn mk_snapshot(ingresses: Vec<Ingress>, classes: Vec<IngressClass>) -> Snapshot {
+        Snapshot {
+            ingresses: ingresses.into_iter().map(Arc::new).collect(),
+            ingress_classes: classes.into_iter().map(Arc::new).collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    fn names(ingresses: &[&Ingress]) -> Vec<String> {
+        ingresses
+            .iter()
+            .map(|i| i.metadata.name.clone().unwrap())
+            .collect()
+    }
+
+    fn reasons(t: &Translation) -> Vec<(&str, &'static str)> {
+        t.warnings
+            .iter()
+            .filter(|w| w.reason != "BackendUnavailable")
+            .map(|w| (w.name.as_str(), w.reason))
+            .collect()
+    }
+
+    fn served_by(t: &Translation, host: &str, path: &str) -> Option<String> {
+        match t.table.lookup(host, path) {
+            Match::Rule(r) => Some(r.ingress_name.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn class_selection_serves_our_classes_oldest_first() {
+        let config = TranslateConfig::default();
+        let ours = config.controller_class.clone();
+        let rule = [(Some("a.example"), "Prefix", "/", "svc")];
+        let snap = mk_snapshot(
+            vec![
+                mk_ingress("ns", "young", 20, Some("mine"), &rule, &[]),
+                mk_ingress("ns", "old", 10, Some("mine"), &rule, &[]),
+                mk_ingress("ns", "theirs", 5, Some("other"), &rule, &[]),
+                // The deprecated annotation decides on its own, over the class name.
+                mk_ingress(
+                    "ns",
+                    "annotated",
+                    15,
+                    Some("other"),
+                    &rule,
+                    &[("kubernetes.io/ingress.class", "nginx")],
+                ),
+                mk_ingress("ns", "classless", 1, None, &rule, &[]),
+            ],
+            vec![
+                mk_class("mine", &ours),
+                mk_class("other", "k8s.io/ingress-nginx"),
+            ],
+        );
+        let (served, ignored) = select(&snap, &config);
+        assert_eq!(names(&served), ["old", "annotated", "young"]);
+        assert_eq!(ignored, 2);
+        let config = TranslateConfig {
+            watch_without_class: true,
+            ..config
         };
+        let (served, _) = select(&snap, &config);
+        assert_eq!(names(&served), ["classless", "old", "annotated", "young"]);
     }
-    if !path.starts_with('/') {
-        return Err("path must be absolute (start with /)".into());
-    }
-    if path_type != "ImplementationSpecific" {
-        for bad in ["//", "/./", "/../", "%2f", "%2F"] {
-            if path.contains(bad) {
-                return Err(format!("path must not contain {bad:?}"));
-            }
-        }
-        if path.ends_with("/..") || path.ends_with("/.") {
-            return Err("path must not end with /. or /..".into());
-        }
-    }
-    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err("path contains spaces or control characters".into());
-    }
-    Ok(kind)
-}
 
-/// A DNS-1123 subdomain, optionally with a single leading `*.` wildcard label.
-pub(super) fn validate_host(host: &str) -> Result<(), String> {
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    if name.is_empty() || name.len() > 253 {
-        return Err("not a valid DNS name".into());
+    #[test]
+    fn the_older_ingress_keeps_a_clashing_path() {
+        let snap = mk_snapshot(
+            vec![
+                mk_ingress(
+                    "ns",
+                    "young",
+                    20,
+                    None,
+                    &[(Some("a.example"), "Prefix", "/app/", "svc")],
+                    &[],
+                ),
+                mk_ingress(
+                    "ns",
+                    "old",
+                    10,
+                    None,
+                    &[(Some("a.example"), "Prefix", "/app", "svc")],
+                    &[],
+                ),
+                mk_ingress(
+                    "ns",
+                    "exact",
+                    30,
+                    None,
+                    &[(Some("a.example"), "Exact", "/app", "svc")],
+                    &[],
+                ),
+            ],
+            vec![],
+        );
+        let config = TranslateConfig {
+            watch_without_class: true,
+            ..TranslateConfig::default()
+        };
+        let t = build(&snap, &config);
+        // Prefix /app and /app/ are one rule: the younger is dropped with a warning.
+        assert_eq!(reasons(&t), [("young", "PathConflict")]);
+        assert_eq!(served_by(&t, "a.example", "/app/x").as_deref(), Some("old"));
+        // Exact is another kind: it coexists and wins for its own path.
+        assert_eq!(served_by(&t, "a.example", "/app").as_deref(), Some("exact"));
+        assert_eq!(t.table.stats.paths, 2);
     }
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "label {label:?} is not a valid DNS label (wildcards must be a single leading *.)"
-            ));
-        }
+
+    #[test]
+    fn invalid_hosts_and_paths_drop_only_themselves() {
+        let snap = mk_snapshot(
+            vec![mk_ingress(
+                "ns",
+                "mixed",
+                1,
+                None,
+                &[
+                    (Some("bad_host"), "Prefix", "/", "svc"),
+                    (Some("a.example"), "Prefix", "relative", "svc"),
+                    (Some("a.example"), "Exact", "/ok", "svc"),
+                ],
+                &[],
+            )],
+            vec![],
+        );
+        let config = TranslateConfig {
+            watch_without_class: true,
+            ..TranslateConfig::default()
+        };
+        let t = build(&snap, &config);
+        assert_eq!(
+            reasons(&t),
+            [("mixed", "InvalidHost"), ("mixed", "InvalidPath")]
+        );
+        assert_eq!(served_by(&t, "a.example", "/ok").as_deref(), Some("mixed"));
     }
-    if name.parse::<std::net::IpAddr>().is_ok() {
-        return Err("must be a DNS name, not an IP address".into());
+
+    #[test]
+    fn use_regex_on_one_ingress_makes_the_whole_host_regex() {
+        let a = mk_ingress(
+            "ns",
+            "a",
+            1,
+            None,
+            &[(Some("r.example"), "Prefix", "/x", "svc")],
+            &[("use-regex", "true")],
+        );
+        let b = mk_ingress(
+            "ns",
+            "b",
+            2,
+            None,
+            &[(Some("r.example"), "Prefix", "/y", "svc")],
+            &[],
+        );
+        let c = mk_ingress(
+            "ns",
+            "c",
+            3,
+            None,
+            &[(Some("plain.example"), "Prefix", "/z", "svc")],
+            &[("use-regex", "false")],
+        );
+        let mut table = RoutingTable::default();
+        mark_regex_hosts(&[&a, &b, &c], &mut table);
+        let regex = |h: &str| {
+            table
+                .hosts
+                .get(&HostPattern::parse(Some(h)))
+                .is_some_and(|m| m.is_regex_mode())
+        };
+        assert!(regex("r.example"));
+        assert!(!regex("plain.example"));
     }
-    Ok(())
+
+    #[test]
+    fn settings_warn_on_a_bad_boolean_and_keep_the_default() {
+        let ing = mk_ingress(
+            "ns",
+            "i",
+            1,
+            None,
+            &[(Some("a.example"), "Prefix", "/", "svc")],
+            &[("force-ssl-redirect", "yes"), ("backend-protocol", "grpc")],
+        );
+        let snap = mk_snapshot(vec![], vec![]);
+        let mut backends = BackendIndex::new(&snap.services, &snap.endpoint_slices);
+        let mut warnings = Vec::new();
+        let s = Settings::parse(
+            &ing,
+            &HashMap::new(),
+            &mut backends,
+            &GlobalSettings::default(),
+            &mut warnings,
+        )
+        .unwrap();
+        assert!(!s.force_ssl_redirect);
+        assert_eq!(s.protocol, UpstreamProtocol::Grpc);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].reason, "InvalidAnnotation");
+        assert!(
+            warnings[0].message.contains("force-ssl-redirect"),
+            "{}",
+            warnings[0].message
+        );
+    }
 }

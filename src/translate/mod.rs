@@ -9,15 +9,22 @@
 pub mod annotations;
 pub mod backends;
 pub mod configmap;
+pub mod error;
 pub mod headers;
 pub mod ingress;
+mod input;
+pub mod object;
 pub mod tls;
+pub mod values;
+
+pub use error::{Error, Result};
+pub use input::{referenced_config_maps, Snapshot};
+pub use object::namespace_of;
 
 use std::fmt;
 
 use crate::config::TranslateConfig;
 use crate::routing::RoutingTable;
-use crate::source::Snapshot;
 
 /// The kind of object a warning is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -16,7 +16,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::backends::namespace_of;
+use super::error::{Error, Result};
+use super::object::namespace_of;
 use super::{ObjKind, Warning};
 use crate::config::ObjectRef;
 use crate::routing::certs::covers;
@@ -33,10 +34,12 @@ pub struct ParsedCert {
 }
 
 /// Parses a `kubernetes.io/tls` Secret.
-pub fn parse_secret(secret: &Secret) -> Result<ParsedCert, String> {
+pub fn parse_secret(secret: &Secret) -> Result<ParsedCert> {
     let ty = secret.type_.as_deref().unwrap_or("Opaque");
     if ty != "kubernetes.io/tls" {
-        return Err(format!("type is {ty}, not kubernetes.io/tls"));
+        return Err(Error::Secret(format!(
+            "type is {ty}, not kubernetes.io/tls"
+        )));
     }
     let field = |k: &str| {
         secret
@@ -45,29 +48,33 @@ pub fn parse_secret(secret: &Secret) -> Result<ParsedCert, String> {
             .and_then(|d| d.get(k))
             .map(|b| b.0.as_slice())
             .filter(|b| !b.is_empty())
-            .ok_or_else(|| format!("{k} is missing or empty"))
+            .ok_or_else(|| Error::Secret(format!("{k} is missing or empty")))
     };
     let (crt, key) = (field("tls.crt")?, field("tls.key")?);
     parse_pem(crt, key)
 }
 
 /// Parses a PEM certificate chain and key and checks that they belong together.
-pub fn parse_pem(crt: &[u8], key: &[u8]) -> Result<ParsedCert, String> {
+pub fn parse_pem(crt: &[u8], key: &[u8]) -> Result<ParsedCert> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.crt is not valid PEM: {e}"))?;
+        .map_err(|e| Error::Secret(format!("tls.crt is not valid PEM: {e}")))?;
     if chain.is_empty() {
-        return Err("tls.crt holds no certificate".into());
+        return Err(Error::Secret("tls.crt holds no certificate".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key).map_err(|e| Error::Secret(format!("tls.key: {e}")))?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("tls.key: unsupported key: {e}"))?;
+        .map_err(|e| Error::Secret(format!("tls.key: unsupported key: {e}")))?;
     let certified = CertifiedKey::new(chain, signer);
-    certified
-        .keys_match()
-        .map_err(|_| "tls.key does not match the certificate in tls.crt".to_string())?;
-    let (sans, not_after) =
-        names_and_expiry(certified.end_entity_cert().map_err(|e| e.to_string())?)?;
+    certified.keys_match().map_err(|_| {
+        Error::Secret("tls.key does not match the certificate in tls.crt".to_string())
+    })?;
+    let (sans, not_after) = names_and_expiry(
+        certified
+            .end_entity_cert()
+            .map_err(|e| Error::Secret(e.to_string()))?,
+    )?;
     Ok(ParsedCert {
         key: Arc::new(certified),
         sans,
@@ -75,10 +82,10 @@ pub fn parse_pem(crt: &[u8], key: &[u8]) -> Result<ParsedCert, String> {
     })
 }
 
-fn names_and_expiry(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
+fn names_and_expiry(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64)> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der.as_ref())
-        .map_err(|e| format!("tls.crt: cannot read the certificate: {e}"))?;
+        .map_err(|e| Error::Secret(format!("tls.crt: cannot read the certificate: {e}")))?;
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
@@ -126,13 +133,13 @@ pub fn build(
             ))
         })
         .collect();
-    let mut parsed: HashMap<(String, String), Result<ParsedCert, String>> = HashMap::new();
-    let mut parse = |ns: &str, name: &str| -> Result<ParsedCert, String> {
+    let mut parsed: HashMap<(String, String), Result<ParsedCert>> = HashMap::new();
+    let mut parse = |ns: &str, name: &str| -> Result<ParsedCert> {
         parsed
             .entry((ns.to_string(), name.to_string()))
             .or_insert_with(|| match by_name.get(&(ns, name)) {
                 Some(s) => parse_secret(s),
-                None => Err("Secret not found".to_string()),
+                None => Err(Error::Secret("Secret not found".to_string())),
             })
             .clone()
     };

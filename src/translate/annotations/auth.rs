@@ -29,14 +29,15 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::configmap::parse_bool;
-use super::super::ingress::raw_annotation;
+use super::super::error::{Error, Result};
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use crate::routing::auth::{signin_with_redirect, BasicAuth, ExternalAuth, PasswordHash, Template};
 use crate::routing::Policy;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 /// The methods ingress-nginx accepts for `auth-method`.
 const METHODS: &[&str] = &[
@@ -59,11 +60,11 @@ pub fn parse(
 
     match basic(ing, ns, secrets, &mut warn) {
         Ok(b) => policy.basic_auth = b,
-        Err(why) => broken.push(why),
+        Err(why) => broken.push(why.to_string()),
     }
     match external(ing, &mut warn) {
         Ok(e) => policy.external_auth = e,
-        Err(why) => broken.push(why),
+        Err(why) => broken.push(why.to_string()),
     }
     if !broken.is_empty() {
         policy.auth_broken = Some(broken.join("; ").into());
@@ -78,13 +79,13 @@ fn basic(
     ns: &str,
     secrets: &HashMap<(&str, &str), &Secret>,
     warn: &mut Warn<'_>,
-) -> Result<Option<BasicAuth>, String> {
+) -> Result<Option<BasicAuth>> {
     let get = |key: &str| raw_annotation(ing, key).map(str::trim);
     let secret_ref = get("auth-secret").filter(|s| !s.is_empty());
     let mut deny = |reason: &'static str, why: String| {
         let why = format!("{why}; its paths answer 503 until it is fixed");
         warn(reason, why.clone());
-        Err(why)
+        Err(Error::Denied(why))
     };
     match get("auth-type") {
         None if secret_ref.is_some() => {
@@ -231,7 +232,7 @@ fn secret_data(secret: &Secret) -> HashMap<String, Vec<u8>> {
 }
 
 /// `auth-url` and companions. `Err` = the paths must answer 503 (already warned).
-fn external(ing: &Ingress, warn: &mut Warn<'_>) -> Result<Option<ExternalAuth>, String> {
+fn external(ing: &Ingress, warn: &mut Warn<'_>) -> Result<Option<ExternalAuth>> {
     let get = |key: &str| raw_annotation(ing, key).map(str::trim);
     let companions = [
         "auth-method",
@@ -258,7 +259,7 @@ fn external(ing: &Ingress, warn: &mut Warn<'_>) -> Result<Option<ExternalAuth>, 
     let mut deny = |why: String| {
         let why = format!("{why}; its paths answer 503 until it is fixed");
         warn("InvalidAnnotation", why.clone());
-        Err(why)
+        Err(Error::Denied(why))
     };
     let url_t = match http_url(url) {
         Ok(t) => t,
@@ -353,24 +354,28 @@ fn external(ing: &Ingress, warn: &mut Warn<'_>) -> Result<Option<ExternalAuth>, 
 }
 
 /// An `http://` or `https://` URL with a host, possibly holding nginx variables.
-fn http_url(url: &str) -> Result<Template, String> {
+fn http_url(url: &str) -> Result<Template> {
     if !is_uri_text(url) {
-        return Err("contains spaces, quotes or control characters".into());
+        return Err(Error::InvalidValue(
+            "contains spaces, quotes or control characters".into(),
+        ));
     }
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or("is not an http:// or https:// URL")?;
+        .ok_or_else(|| Error::InvalidValue("is not an http:// or https:// URL".into()))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() {
-        return Err("has no host".into());
+        return Err(Error::InvalidValue("has no host".into()));
     }
-    let t = Template::parse(url)?;
+    let t = Template::parse(url).map_err(Error::InvalidValue)?;
     // A literal URL must be one hyper can send to.
     if !url.contains('$') {
-        let uri: http::Uri = url.parse().map_err(|e| format!("is not a URL: {e}"))?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| Error::InvalidValue(format!("is not a URL: {e}")))?;
         if uri.host().is_none_or(str::is_empty) {
-            return Err("has no host".into());
+            return Err(Error::InvalidValue("has no host".into()));
         }
     }
     Ok(t)

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::ingress::raw_annotation;
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::{parse_load_balance, parse_next_upstream, parse_timeout};
 use super::super::{ObjKind, Warning};
 use crate::routing::{AffinityMode, CookieAffinity, HashKey, LbPolicy, NextUpstream};
 
@@ -51,7 +52,7 @@ pub fn parse(
         ));
     };
     let get = |key: &str| raw_annotation(ing, key).map(str::trim);
-    const P: &str = "nginx.ingress.kubernetes.io/";
+    use super::super::object::ANNOTATION_PREFIX as P;
 
     let mut lb = default_lb.clone();
     if let Some(v) = get("load-balance") {
@@ -126,7 +127,7 @@ pub fn parse(
             }
             let mut flag = |key: &str, slot: &mut bool| {
                 if let Some(v) = get(key) {
-                    match super::super::configmap::parse_bool(v) {
+                    match super::super::values::parse_bool(v) {
                         Some(b) => *slot = b,
                         None => warn(format!("{P}{key}: {v:?} is not true or false; ignored")),
                     }
@@ -199,57 +200,6 @@ pub fn parse(
         cookie_path_set,
         next_upstream: next,
     }
-}
-
-/// `round_robin` or `ewma` (ingress-nginx's two balancers).
-pub fn parse_load_balance(v: &str) -> Option<LbPolicy> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "round_robin" => Some(LbPolicy::RoundRobin),
-        "ewma" => Some(LbPolicy::Ewma),
-        _ => None,
-    }
-}
-
-/// nginx's `proxy_next_upstream` list. Returns the settings and the tokens that are
-/// accepted but not applied.
-pub fn parse_next_upstream(
-    v: &str,
-    base: NextUpstream,
-) -> Result<(NextUpstream, Vec<String>), String> {
-    let mut n = NextUpstream {
-        on_error: false,
-        on_timeout: false,
-        non_idempotent: false,
-        ..base
-    };
-    let mut ignored = Vec::new();
-    let tokens: Vec<&str> = v.split_ascii_whitespace().collect();
-    if tokens.is_empty() {
-        return Err("empty".into());
-    }
-    for t in &tokens {
-        match *t {
-            "error" => n.on_error = true,
-            "timeout" => n.on_timeout = true,
-            "non_idempotent" => n.non_idempotent = true,
-            "off" => {
-                if tokens.len() > 1 {
-                    return Err("off cannot be combined with other values".into());
-                }
-            }
-            "invalid_header" | "http_500" | "http_502" | "http_503" | "http_504" | "http_403"
-            | "http_404" | "http_429" => ignored.push(t.to_string()),
-            other => return Err(format!("{other:?} is not a proxy_next_upstream value")),
-        }
-    }
-    Ok((n, ignored))
-}
-
-/// Seconds, `0` meaning no limit.
-pub fn parse_timeout(v: &str) -> Option<Option<Duration>> {
-    let v = v.trim();
-    let n: u64 = v.strip_suffix('s').unwrap_or(v).parse().ok()?;
-    Some((n > 0).then(|| Duration::from_secs(n)))
 }
 
 /// RFC 6265 token (cookie names).

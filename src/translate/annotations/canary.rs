@@ -32,18 +32,17 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::{namespace_of, BackendIndex};
-use super::super::configmap::parse_bool;
-use super::super::ingress::{
-    canonical, raw_annotation, service_of, validate_host, validate_path, ANNOTATION_PREFIX,
+use super::super::backends::BackendIndex;
+use super::super::object::{
+    canonical, namespace_of, raw_annotation, service_of, validate_host, validate_path,
+    ANNOTATION_PREFIX as P,
 };
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use super::{balance, upstream};
 use crate::routing::{
     Backend, Canary, CanaryRules, GlobalSettings, HostPattern, LbPolicy, PathKind, Route,
 };
-
-const P: &str = ANNOTATION_PREFIX;
 
 /// The identity of a rule: host, kind and canonical path (as `PathConflict` uses).
 pub type RuleKey = (HostPattern, PathKind, String);

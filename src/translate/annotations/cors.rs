@@ -22,9 +22,9 @@
 use http::HeaderValue;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::configmap::parse_bool;
-use super::super::ingress::raw_annotation;
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use crate::routing::{AllowOrigin, Cors, OriginPattern};
 
@@ -34,7 +34,7 @@ pub const DEFAULT_HEADERS: &str =
     "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
 pub const DEFAULT_MAX_AGE: i64 = 1_728_000;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 /// Parses the CORS annotations of one Ingress (`None`: CORS off).
 pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> Option<Cors> {

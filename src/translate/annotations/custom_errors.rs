@@ -11,14 +11,14 @@
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::configmap::parse_bool;
 use super::super::headers::parse_codes;
-use super::super::ingress::raw_annotation;
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use crate::routing::Policy;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 /// Parses the annotations of one Ingress into `policy`.
 pub fn parse(ing: &Ingress, policy: &mut Policy, warnings: &mut Vec<Warning>) {

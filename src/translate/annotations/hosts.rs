@@ -37,15 +37,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::configmap::parse_bool;
-use super::super::ingress::{raw_annotation, validate_host};
+use super::super::object::namespace_of;
+use super::super::object::{raw_annotation, validate_host};
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use crate::routing::{
     Backend, CertTable, Endpoints, HostPattern, PathKind, Policy, Route, RoutingTable,
 };
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 fn warn(ing: &Ingress, reason: &'static str, message: String, warnings: &mut Vec<Warning>) {
     warnings.push(Warning::new(

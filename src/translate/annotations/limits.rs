@@ -13,8 +13,8 @@
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::ingress::raw_annotation;
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
 use super::super::{ObjKind, Warning};
 use crate::routing::balance::stable_hash;
 use crate::routing::{CidrSet, Rate, RateLimits};
@@ -22,7 +22,7 @@ use crate::routing::{CidrSet, Rate, RateLimits};
 /// ingress-nginx's `limit-burst-multiplier` default.
 pub const DEFAULT_BURST_MULTIPLIER: u32 = 5;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 /// Parses the limit annotations of one Ingress (`None`: no limit applies).
 pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> Option<RateLimits> {

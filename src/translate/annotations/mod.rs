@@ -22,8 +22,7 @@ pub mod upstream;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::backends::namespace_of;
-use super::ingress::ANNOTATION_PREFIX;
+use super::object::{namespace_of, ANNOTATION_PREFIX};
 use super::{ObjKind, Warning};
 
 /// Keys (after the prefix) that sluice reads.

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::super::backends::namespace_of;
-use super::super::configmap::{parse_bool, parse_seconds};
-use super::super::ingress::raw_annotation;
+use super::super::error::{Error, Result};
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::{parse_bool, parse_seconds};
 use super::super::{ObjKind, Warning};
 use crate::routing::{CidrSet, Policy, Redirect};
 
@@ -48,7 +49,7 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
         ))
     };
     let get = |key: &str| raw_annotation(ing, key).map(str::trim);
-    const P: &str = "nginx.ingress.kubernetes.io/";
+    use super::super::object::ANNOTATION_PREFIX as P;
     let mut policy = Policy {
         body_limit: Some(1024 * 1024),
         ..Policy::default()
@@ -262,14 +263,16 @@ fn is_uri_text(v: &str) -> bool {
 }
 
 /// A redirect target: an absolute `http(s)://` URL or an absolute path.
-fn redirect_target(v: &str) -> Result<Box<str>, String> {
+fn redirect_target(v: &str) -> Result<Box<str>> {
     if !is_uri_text(v) {
-        return Err(format!("{v:?} is not a URL"));
+        return Err(Error::InvalidValue(format!("{v:?} is not a URL")));
     }
     if v.starts_with('/') || v.starts_with("http://") || v.starts_with("https://") {
         Ok(v.into())
     } else {
-        Err(format!("{v:?} is not an http(s) URL or an absolute path"))
+        Err(Error::InvalidValue(format!(
+            "{v:?} is not an http(s) URL or an absolute path"
+        )))
     }
 }
 

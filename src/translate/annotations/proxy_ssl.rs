@@ -31,8 +31,9 @@ use pingora::utils::tls::{CertKey, WrappedX509};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::super::backends::namespace_of;
-use super::super::ingress::raw_annotation;
+use super::super::error::{Error, Result};
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
 use super::super::{ObjKind, Warning};
 use crate::routing::UpstreamTls;
 
@@ -153,7 +154,7 @@ type Loaded = (
 
 /// `ca.crt` (trust roots) and `tls.crt` + `tls.key` (client certificate), each optional
 /// but never half-present or unparsable.
-fn load(secret: &Secret) -> Result<Loaded, String> {
+fn load(secret: &Secret) -> Result<Loaded> {
     let field = |k: &str| {
         secret
             .data
@@ -180,28 +181,35 @@ fn load(secret: &Secret) -> Result<Loaded, String> {
             // parse_pem also checks that the key belongs to the certificate.
             super::super::tls::parse_pem(crt, key)?;
             let chain = der_chain(crt, "tls.crt")?;
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| Error::Secret(format!("tls.key: {e}")))?;
             Some(Arc::new(CertKey::new(chain, key.secret_der().to_vec())))
         }
-        _ => return Err("tls.crt and tls.key must both be present or both absent".into()),
+        _ => {
+            return Err(Error::Secret(
+                "tls.crt and tls.key must both be present or both absent".into(),
+            ))
+        }
     };
     if ca.is_none() && client.is_none() {
-        return Err("holds none of ca.crt, tls.crt, tls.key".into());
+        return Err(Error::Secret(
+            "holds none of ca.crt, tls.crt, tls.key".into(),
+        ));
     }
     Ok((ca, client))
 }
 
 /// PEM certificates → DER, each checked to parse (Pingora's wrapper panics otherwise).
-fn der_chain(pem: &[u8], field: &str) -> Result<Vec<Vec<u8>>, String> {
+fn der_chain(pem: &[u8], field: &str) -> Result<Vec<Vec<u8>>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{field} is not valid PEM: {e}"))?;
+        .map_err(|e| Error::Secret(format!("{field} is not valid PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(format!("{field} holds no certificate"));
+        return Err(Error::Secret(format!("{field} holds no certificate")));
     }
     for c in &certs {
         x509_parser::parse_x509_certificate(c.as_ref())
-            .map_err(|e| format!("{field}: cannot read a certificate: {e}"))?;
+            .map_err(|e| Error::Secret(format!("{field}: cannot read a certificate: {e}")))?;
     }
     Ok(certs.into_iter().map(|c| c.as_ref().to_vec()).collect())
 }

@@ -25,13 +25,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, ServiceBackendPort};
 
-use super::super::backends::{namespace_of, port_label, BackendIndex};
-use super::super::configmap::parse_bool;
-use super::super::ingress::raw_annotation;
+use super::super::backends::{port_label, BackendIndex};
+use super::super::error::{Error, Result};
+use super::super::object::namespace_of;
+use super::super::object::raw_annotation;
+use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
 use crate::routing::{Backend, Endpoints, Policy};
 
-const P: &str = "nginx.ingress.kubernetes.io/";
+use super::super::object::ANNOTATION_PREFIX as P;
 
 fn warn(ing: &Ingress, reason: &'static str, message: String, warnings: &mut Vec<Warning>) {
     let w = Warning::new(
@@ -106,7 +108,7 @@ fn cluster_endpoint(
     ns: &str,
     service: &str,
     port: Option<&ServiceBackendPort>,
-) -> Result<Option<SocketAddr>, String> {
+) -> Result<Option<SocketAddr>> {
     let Some(spec) = backends.service(ns, service).and_then(|s| s.spec.as_ref()) else {
         return Ok(None);
     };
@@ -126,15 +128,21 @@ fn cluster_endpoint(
     };
     let ip = spec.cluster_ip.as_deref().unwrap_or("");
     if ip.is_empty() || ip == "None" {
-        return Err(format!(
+        return Err(Error::Service(format!(
             "Service {ns}/{service} has no ClusterIP (headless or ExternalName)"
-        ));
+        )));
     }
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| format!("Service {ns}/{service} has an invalid clusterIP {ip:?}"))?;
-    let port = u16::try_from(found.port)
-        .map_err(|_| format!("Service {ns}/{service} has an invalid port {}", found.port))?;
+    let ip: IpAddr = ip.parse().map_err(|_| {
+        Error::Service(format!(
+            "Service {ns}/{service} has an invalid clusterIP {ip:?}"
+        ))
+    })?;
+    let port = u16::try_from(found.port).map_err(|_| {
+        Error::Service(format!(
+            "Service {ns}/{service} has an invalid port {}",
+            found.port
+        ))
+    })?;
     Ok(Some(SocketAddr::new(ip, port)))
 }
 

@@ -1,0 +1,116 @@
+//! Value syntaxes that annotations and ConfigMap keys share: ingress-nginx booleans,
+//! whole seconds, nginx time values, `load-balance` and `proxy-next-upstream` lists.
+//!
+//! A leaf of translation: it reads no object and imports nothing of translate, so the
+//! annotation parsers and the ConfigMap reader can both use it without depending on
+//! each other.
+
+use std::time::Duration;
+
+use super::error::{Error, Result};
+use crate::routing::{LbPolicy, NextUpstream};
+
+/// ingress-nginx booleans: `true`/`false` (any case).
+pub fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// ingress-nginx timeouts are whole seconds; a trailing `s` is tolerated.
+pub fn parse_seconds(raw: &str) -> Option<Duration> {
+    let v = raw.trim();
+    let v = v.strip_suffix('s').unwrap_or(v);
+    let n: u64 = v.parse().ok()?;
+    (n > 0 && n <= 86_400).then(|| Duration::from_secs(n))
+}
+
+/// An nginx time value (`240s`, `4m`, `1m30s`, `500ms`, `1h 30m`; a bare number is
+/// seconds), as ingress-nginx writes `worker-shutdown-timeout`. Zero is allowed; more
+/// than a day is not.
+pub fn parse_nginx_time(raw: &str) -> Option<Duration> {
+    let mut rest = raw.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "" | "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
+        rest = rest[unit_len..].trim_start();
+    }
+    (total <= Duration::from_secs(86_400)).then_some(total)
+}
+
+/// `round_robin` or `ewma` (ingress-nginx's two balancers).
+pub fn parse_load_balance(v: &str) -> Option<LbPolicy> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "round_robin" => Some(LbPolicy::RoundRobin),
+        "ewma" => Some(LbPolicy::Ewma),
+        _ => None,
+    }
+}
+
+/// nginx's `proxy_next_upstream` list. Returns the settings and the tokens that are
+/// accepted but not applied.
+pub fn parse_next_upstream(v: &str, base: NextUpstream) -> Result<(NextUpstream, Vec<String>)> {
+    let mut n = NextUpstream {
+        on_error: false,
+        on_timeout: false,
+        non_idempotent: false,
+        ..base
+    };
+    let mut ignored = Vec::new();
+    let tokens: Vec<&str> = v.split_ascii_whitespace().collect();
+    if tokens.is_empty() {
+        return Err(Error::InvalidValue("empty".into()));
+    }
+    for t in &tokens {
+        match *t {
+            "error" => n.on_error = true,
+            "timeout" => n.on_timeout = true,
+            "non_idempotent" => n.non_idempotent = true,
+            "off" => {
+                if tokens.len() > 1 {
+                    return Err(Error::InvalidValue(
+                        "off cannot be combined with other values".into(),
+                    ));
+                }
+            }
+            "invalid_header" | "http_500" | "http_502" | "http_503" | "http_504" | "http_403"
+            | "http_404" | "http_429" => ignored.push(t.to_string()),
+            other => {
+                return Err(Error::InvalidValue(format!(
+                    "{other:?} is not a proxy_next_upstream value"
+                )))
+            }
+        }
+    }
+    Ok((n, ignored))
+}
+
+/// Seconds, `0` meaning no limit.
+pub fn parse_timeout(v: &str) -> Option<Option<Duration>> {
+    let v = v.trim();
+    let n: u64 = v.strip_suffix('s').unwrap_or(v).parse().ok()?;
+    Some((n > 0).then(|| Duration::from_secs(n)))
+}
