@@ -294,6 +294,20 @@ fn http2_limits(
 mod tests {
     use super::*;
 
+    /// The globals of ConfigMap `ns/cfg` holding `data`; warnings are appended.
+    fn mk_globals(data: &[(&str, &str)], warnings: &mut Vec<Warning>) -> GlobalSettings {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some("cfg".into());
+        c.metadata.namespace = Some("ns".into());
+        c.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let name: ObjectRef = "ns/cfg".parse().unwrap();
+        globals(&[std::sync::Arc::new(c)], Some(&name), warnings)
+    }
+
     #[test]
     fn nginx_time() {
         let s = Duration::from_secs;
@@ -345,54 +359,29 @@ mod tests {
 
     #[test]
     fn limit_status_codes() {
-        let cm = |data: &[(&str, &str)]| {
-            let mut c = ConfigMap::default();
-            c.metadata.name = Some("cfg".into());
-            c.metadata.namespace = Some("ns".into());
-            c.data = Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            );
-            std::sync::Arc::new(c)
-        };
-        let name: ObjectRef = "ns/cfg".parse().unwrap();
         let mut warnings = Vec::new();
-        let g = globals(&[cm(&[])], Some(&name), &mut warnings);
+        let g = mk_globals(&[], &mut warnings);
         assert_eq!((g.limit_req_status, g.limit_conn_status), (503, 503));
         let set = [
             ("limit-req-status-code", "429"),
             ("limit-conn-status-code", "420"),
         ];
-        let g = globals(&[cm(&set)], Some(&name), &mut warnings);
+        let g = mk_globals(&set, &mut warnings);
         assert_eq!((g.limit_req_status, g.limit_conn_status), (429, 420));
         assert!(warnings.is_empty());
         let bad = [
             ("limit-req-status-code", "200"),
             ("limit-conn-status-code", "busy"),
         ];
-        let g = globals(&[cm(&bad)], Some(&name), &mut warnings);
+        let g = mk_globals(&bad, &mut warnings);
         assert_eq!((g.limit_req_status, g.limit_conn_status), (503, 503));
         assert_eq!(warnings.len(), 2);
     }
 
     #[test]
     fn request_body_and_connection_keys() {
-        let mut c = ConfigMap::default();
-        c.metadata.name = Some("cfg".into());
-        c.metadata.namespace = Some("ns".into());
-        let cm = |c: &ConfigMap, data: &[(&str, &str)]| {
-            let mut c = c.clone();
-            c.data = Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            );
-            std::sync::Arc::new(c)
-        };
-        let name: ObjectRef = "ns/cfg".parse().unwrap();
         let mut warnings = Vec::new();
-        let g = globals(&[cm(&c, &[])], Some(&name), &mut warnings);
+        let g = mk_globals(&[], &mut warnings);
         assert!(g.request_buffering);
         assert_eq!(g.client_body_buffer_size, 8 * 1024);
         assert_eq!(g.client_body_timeout, Duration::from_secs(60));
@@ -403,7 +392,7 @@ mod tests {
             ("client-body-timeout", "5"),
             ("max-worker-connections", "0"),
         ];
-        let g = globals(&[cm(&c, &set)], Some(&name), &mut warnings);
+        let g = mk_globals(&set, &mut warnings);
         assert!(!g.request_buffering);
         assert_eq!(g.client_body_buffer_size, 64 * 1024);
         assert_eq!(g.client_body_timeout, Duration::from_secs(5));
@@ -415,7 +404,7 @@ mod tests {
             ("client-body-timeout", "0"),
             ("max-worker-connections", "-1"),
         ];
-        let g = globals(&[cm(&c, &bad)], Some(&name), &mut warnings);
+        let g = mk_globals(&bad, &mut warnings);
         assert!(g.request_buffering);
         assert_eq!(g.max_worker_connections, 16384);
         assert_eq!(warnings.len(), 4, "{warnings:?}");
@@ -431,31 +420,14 @@ mod tests {
 
     #[test]
     fn framing_limits_from_the_configmap() {
-        let mut c = ConfigMap::default();
-        c.metadata.name = Some("cfg".into());
-        c.metadata.namespace = Some("ns".into());
-        let set = |c: &mut ConfigMap, data: &[(&str, &str)]| {
-            c.data = Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        };
-        let name: ObjectRef = "ns/cfg".parse().unwrap();
         let mut warnings = Vec::new();
-        set(&mut c, &[]);
-        let g = globals(
-            &[std::sync::Arc::new(c.clone())],
-            Some(&name),
-            &mut warnings,
-        );
+        let g = mk_globals(&[], &mut warnings);
         assert_eq!(g.client_header_timeout, Duration::from_secs(60));
         assert_eq!(g.large_client_header_buffers, (4, 8192));
         assert_eq!(g.client_header_buffer_size, 1024);
         assert_eq!(g.keep_alive, Duration::from_secs(75));
         assert_eq!(g.keep_alive_requests, 1000);
-        set(
-            &mut c,
+        let g = mk_globals(
             &[
                 ("client-header-timeout", "2s"),
                 ("large-client-header-buffers", "8 16k"),
@@ -463,10 +435,6 @@ mod tests {
                 ("keep-alive", "0"),
                 ("keep-alive-requests", "3"),
             ],
-        );
-        let g = globals(
-            &[std::sync::Arc::new(c.clone())],
-            Some(&name),
             &mut warnings,
         );
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -475,8 +443,7 @@ mod tests {
         assert_eq!(g.client_header_buffer_size, 2048);
         assert_eq!(g.keep_alive, Duration::ZERO);
         assert_eq!(g.keep_alive_requests, 3);
-        set(
-            &mut c,
+        let g = mk_globals(
             &[
                 ("client-header-timeout", "0"),
                 ("large-client-header-buffers", "4"),
@@ -484,8 +451,8 @@ mod tests {
                 ("keep-alive", "forever"),
                 ("keep-alive-requests", "0"),
             ],
+            &mut warnings,
         );
-        let g = globals(&[std::sync::Arc::new(c)], Some(&name), &mut warnings);
         assert_eq!(warnings.len(), 5, "{warnings:?}");
         assert_eq!(g.client_header_timeout, Duration::from_secs(60));
         assert_eq!(g.large_client_header_buffers, (4, 8192));
@@ -494,20 +461,8 @@ mod tests {
     // HTTP/2 limits (hardening, issue 11).
     #[test]
     fn http2_limits() {
-        let cm = |data: &[(&str, &str)]| {
-            let mut c = ConfigMap::default();
-            c.metadata.name = Some("cfg".into());
-            c.metadata.namespace = Some("ns".into());
-            c.data = Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            );
-            std::sync::Arc::new(c)
-        };
-        let name: ObjectRef = "ns/cfg".parse().unwrap();
         let mut warnings = Vec::new();
-        let g = globals(&[cm(&[])], Some(&name), &mut warnings);
+        let g = mk_globals(&[], &mut warnings);
         assert_eq!(
             (
                 g.http2_max_concurrent_streams,
@@ -518,14 +473,13 @@ mod tests {
         );
         assert_eq!(g.http2_idle_timeout, Duration::from_secs(75));
         // ingress-nginx's default for the two size keys is the empty string.
-        let g = globals(
-            &[cm(&[
+        let g = mk_globals(
+            &[
                 ("http2-max-concurrent-streams", "64"),
                 ("http2-max-header-size", "16k"),
                 ("http2-max-field-size", ""),
                 ("keep-alive", "30s"),
-            ])],
-            Some(&name),
+            ],
             &mut warnings,
         );
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -538,14 +492,13 @@ mod tests {
             (64, 16 * 1024, 8 * 1024)
         );
         assert_eq!(g.http2_idle_timeout, Duration::from_secs(30));
-        let g = globals(
-            &[cm(&[
+        let g = mk_globals(
+            &[
                 ("http2-max-concurrent-streams", "0"),
                 ("http2-max-header-size", "100"),
                 ("http2-max-field-size", "lots"),
                 ("keep-alive", "-1"),
-            ])],
-            Some(&name),
+            ],
             &mut warnings,
         );
         assert_eq!(warnings.len(), 4, "{warnings:?}");
