@@ -681,6 +681,14 @@ mod tests {
         }
     }
 
+    /// Serves class-less Ingresses, so the builders need no IngressClass.
+    fn mk_config() -> TranslateConfig {
+        TranslateConfig {
+            watch_without_class: true,
+            ..TranslateConfig::default()
+        }
+    }
+
     fn mk_snapshot(ingresses: Vec<Ingress>, classes: Vec<IngressClass>) -> Snapshot {
         Snapshot {
             ingresses: ingresses.into_iter().map(Arc::new).collect(),
@@ -779,11 +787,7 @@ mod tests {
             ],
             vec![],
         );
-        let config = TranslateConfig {
-            watch_without_class: true,
-            ..TranslateConfig::default()
-        };
-        let t = build(&snap, &config);
+        let t = build(&snap, &mk_config());
         // Prefix /app and /app/ are one rule: the younger is dropped with a warning.
         assert_eq!(reasons(&t), [("young", "PathConflict")]);
         assert_eq!(served_by(&t, "a.example", "/app/x").as_deref(), Some("old"));
@@ -809,11 +813,7 @@ mod tests {
             )],
             vec![],
         );
-        let config = TranslateConfig {
-            watch_without_class: true,
-            ..TranslateConfig::default()
-        };
-        let t = build(&snap, &config);
+        let t = build(&snap, &mk_config());
         assert_eq!(
             reasons(&t),
             [("mixed", "InvalidHost"), ("mixed", "InvalidPath")]
