@@ -1,4 +1,4 @@
-# Sourced by e2e/k8s/build.sh and e2e/helm/build.sh (which define log and die first):
+# Sourced by the e2e Go builds (k8s, helm, h2spec, node-agent; they define log and die first):
 # checks that a Go toolchain can build modules whose go.mod says 'go 1.25.0'.
 # Go 1.21-1.24 can fetch that toolchain itself through the module proxy when
 # GOTOOLCHAIN allows it; older than 1.21 cannot.
@@ -15,3 +15,22 @@ elif ((gominor < 25)); then
     export GOTOOLCHAIN=auto
   fi
 fi
+
+# go_build_env GOMOD GOCACHE LOCK: the environment every e2e Go build uses. Module and
+# build caches under ~/.cache/sluice, CGO off, `nice_cmd` (lower priority, so a build
+# does not starve tests running beside it; SLUICE_BUILD_NICE=0 turns it off), and an
+# exclusive lock on LOCK (fd 9), so two runs at once never build into each other.
+go_build_env() {
+  mkdir -p "$1" "$2" "$(dirname "$3")"
+  export GOMODCACHE=$1 GOCACHE=$2 CGO_ENABLED=0
+  # -modcacherw: the module cache can be deleted with plain rm -rf.
+  export GOFLAGS="-mod=mod -modcacherw -buildvcs=false ${GOFLAGS:-}"
+  nice_cmd=()
+  if [[ ${SLUICE_BUILD_NICE:-10} != 0 ]] && command -v nice >/dev/null 2>&1; then
+    nice_cmd=(nice -n "${SLUICE_BUILD_NICE:-10}")
+  fi
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$3"
+    flock 9
+  fi
+}

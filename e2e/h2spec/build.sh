@@ -24,22 +24,9 @@ version=$(awk '$1 == "github.com/summerwind/h2spec" { print $2; exit }' "$here/g
 [[ $version =~ ^v2\.[0-9]+\.[0-9]+ ]] || die "no github.com/summerwind/h2spec version in $here/go.mod"
 
 bin=$cache/$version/bin
-mkdir -p "$bin" "$cache/gomod" "$cache/gocache"
+mkdir -p "$bin"
 
-export GOMODCACHE=$cache/gomod GOCACHE=$cache/gocache CGO_ENABLED=0
-# -modcacherw: the module cache can be deleted with plain rm -rf.
-export GOFLAGS="-mod=mod -modcacherw -buildvcs=false ${GOFLAGS:-}"
-
-nice_cmd=()
-if [[ ${SLUICE_BUILD_NICE:-10} != 0 ]] && command -v nice >/dev/null 2>&1; then
-  nice_cmd=(nice -n "${SLUICE_BUILD_NICE:-10}")
-fi
-
-# Two runs at once (parallel test jobs) must not build into each other.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$cache/build.lock"
-  flock 9
-fi
+go_build_env "$cache/gomod" "$cache/gocache" "$cache/build.lock"
 
 # h2spec's own release builds stamp the version into main.VERSION.
 ldflags="-s -w -X main.VERSION=${version%%+*}"

@@ -30,22 +30,9 @@ client_go=$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$here/go.mod")
 k8s_minor=${BASH_REMATCH[1]}
 
 bin=$cache/$version/bin
-mkdir -p "$bin" "$cache/gomod" "$cache/gocache"
+mkdir -p "$bin"
 
-export GOMODCACHE=$cache/gomod GOCACHE=$cache/gocache CGO_ENABLED=0
-# -modcacherw: the module cache can be deleted with plain rm -rf.
-export GOFLAGS="-mod=mod -modcacherw -buildvcs=false ${GOFLAGS:-}"
-
-nice_cmd=()
-if [[ ${SLUICE_BUILD_NICE:-10} != 0 ]] && command -v nice >/dev/null 2>&1; then
-  nice_cmd=(nice -n "${SLUICE_BUILD_NICE:-10}")
-fi
-
-# Two runs at once (parallel test jobs) must not build into each other.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$cache/build.lock"
-  flock 9
-fi
+go_build_env "$cache/gomod" "$cache/gocache" "$cache/build.lock"
 
 # What helm's Makefile stamps into release builds.
 ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$version"

@@ -26,22 +26,9 @@ k8s_minor=${BASH_REMATCH[1]}
 [[ -n $etcd_version ]] || die "no go.etcd.io/etcd/server/v3 version in $here/etcd/go.mod"
 
 bin=$cache/$k8s_version/bin
-mkdir -p "$bin" "$cache/gomod" "$cache/gocache"
+mkdir -p "$bin"
 
-export GOMODCACHE=$cache/gomod GOCACHE=$cache/gocache CGO_ENABLED=0
-# -modcacherw: the module cache can be deleted with plain rm -rf.
-export GOFLAGS="-mod=mod -modcacherw -buildvcs=false ${GOFLAGS:-}"
-
-nice_cmd=()
-if [[ ${SLUICE_BUILD_NICE:-10} != 0 ]] && command -v nice >/dev/null 2>&1; then
-  nice_cmd=(nice -n "${SLUICE_BUILD_NICE:-10}")
-fi
-
-# Two runs at once (parallel test jobs) must not build into each other.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$cache/build.lock"
-  flock 9
-fi
+go_build_env "$cache/gomod" "$cache/gocache" "$cache/build.lock"
 
 build_tags=selinux,notest
 stamp_of() { # module dir, ldflags -> digest of what the binaries are built from

@@ -16,17 +16,12 @@ source "$here/../go_toolchain.sh"
 stamp=$(cd "$here" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
 out=$root/node-agent/$stamp
 if [[ ! -x $out/node-agent ]]; then
-  mkdir -p "$root/node-agent" "$root/k8s/gomod" "$root/k8s/gocache"
-  export GOMODCACHE=$root/k8s/gomod GOCACHE=$root/k8s/gocache CGO_ENABLED=0
-  export GOFLAGS="-mod=mod -modcacherw -buildvcs=false ${GOFLAGS:-}"
-  exec 9>"$root/node-agent/build.lock"
-  flock 9
+  # The Kubernetes builds' module cache: client-go and friends are downloaded once.
+  go_build_env "$root/k8s/gomod" "$root/k8s/gocache" "$root/node-agent/build.lock"
   if [[ ! -x $out/node-agent ]]; then
     log "building node-agent"
     start=$SECONDS
     tmp=$(mktemp -d "$root/node-agent/.tmp.XXXXXX")
-    nice_cmd=()
-    [[ ${SLUICE_BUILD_NICE:-10} != 0 ]] && nice_cmd=(nice -n "${SLUICE_BUILD_NICE:-10}")
     (cd "$here" && "${nice_cmd[@]}" go build -trimpath -ldflags "-s -w" -o "$tmp/node-agent" .) >&2 ||
       { rm -rf "$tmp"; die "go build failed"; }
     mkdir -p "$out"
