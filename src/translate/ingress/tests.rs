@@ -1,4 +1,3 @@
-//! Unit tests of the translation stages, built from typed k8s-openapi objects (`mk_*`).
 //! The stages of [`build`], on typed objects made by the `mk_*` builders below.
 
 use std::collections::BTreeMap;
