@@ -73,7 +73,12 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (unit, fixtures, integration through the real binaries)"
 cargo test --all-targets --locked
 echo "== fuzz targets, 30 s each (fuzz/README.md; seeds in fuzz/corpus/<target>/)"
-SLUICE_FUZZ_SECONDS="${SLUICE_FUZZ_SECONDS:-30}" cargo test --locked --test fuzz -- --test-threads=1 --nocapture
+# The mutation seed comes from the commit, so a crash CI finds replays exactly on that
+# commit (and a commit's run can be repeated before it lands); set SLUICE_FUZZ_SEED to
+# explore elsewhere.
+head_hex="$(git rev-parse HEAD 2>/dev/null | cut -c1-15)"
+fuzz_seed="${SLUICE_FUZZ_SEED:-$(( 16#${head_hex:-1} ))}"
+SLUICE_FUZZ_SEED="$fuzz_seed" SLUICE_FUZZ_SECONDS="${SLUICE_FUZZ_SECONDS:-30}" cargo test --locked --test fuzz -- --test-threads=1 --nocapture
 echo "== Dockerfile check (its build command run here; no image is built: no Docker engine)"
 bash e2e/dockerfile_check.sh
 echo "== demo smoke test (the README's first command, checked)"

@@ -160,9 +160,12 @@ fn raw(data: &[u8]) {
                 "{candidate:?} → {p:?} keeps an empty or dot segment"
             );
             // Decoding is single-pass, as nginx's: `%5%42` leaves `%5B`, which a second
-            // pass would decode again (fuzz/regressions/matcher/single-decode). So only
-            // a result without `%` must be a fixed point.
-            if !p.contains('%') {
+            // pass would decode again (fuzz/regressions/matcher/single-decode). And a
+            // decoded `%3F` is a `?` inside the path, as in nginx's `$uri`, which read
+            // again as a request target would start a query (regressions/matcher/
+            // decoded-question-mark). So only a result without `%` or `?` must be a
+            // fixed point.
+            if !p.contains('%') && !p.contains('?') {
                 assert_eq!(
                     normalize_path(&p).as_deref(),
                     Ok(&*p),
