@@ -114,7 +114,7 @@ fn routes_by_host_and_path_with_nginx_errors() {
     );
 
     // The access log has a line per request in ingress-nginx's upstream format.
-    let log = s.access_logs();
+    let log = s.access_logs_when(|l| l.contains("\"GET /api/exact?q=1 HTTP/1.1\" 200"));
     let line = log
         .lines()
         .find(|l| l.contains("\"GET /api/exact?q=1 HTTP/1.1\" 200"))

@@ -222,6 +222,20 @@ impl Sluice {
         std::fs::read_to_string(&self.access_log).unwrap_or_default()
     }
 
+    /// The access log once `done` holds for it: lines leave sluice in batches (see
+    /// src/proxy/logwriter.rs), so a line can land a little after its response. Gives
+    /// up after 10 s and returns what is there, for the caller's assertion to show.
+    pub fn access_logs_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.access_logs();
+            if done(&log) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
