@@ -60,6 +60,12 @@ export SLUICE_HELM
 echo "== building the e2e node agent"
 SLUICE_NODE_AGENT="$(bash e2e/node-agent/build.sh | tail -n 1)"
 export SLUICE_NODE_AGENT
+# MetalLB v0.15.2 controller and speaker (tests/e2e_metallb.rs), built from its Go module
+# with the same module cache (cached under ~/.cache/sluice/metallb; ~8 min cold on a
+# loaded machine, instant warm).
+echo "== building MetalLB for the L2 LoadBalancer test"
+SLUICE_METALLB="$(bash e2e/metallb/build.sh | tail -n 1)"
+export SLUICE_METALLB
 # h2spec (HTTP/2 conformance, tests/h2spec.rs), built from its Go module the same way
 # (cached under ~/.cache/sluice/h2spec; about 1.5 minutes cold, instant warm).
 echo "== building h2spec for the HTTP/2 conformance test"

@@ -44,6 +44,11 @@ import (
 
 type imageFlag map[string]string
 
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
 func (m imageFlag) String() string { return fmt.Sprint(map[string]string(m)) }
 func (m imageFlag) Set(v string) error {
 	name, path, ok := strings.Cut(v, "=")
@@ -74,6 +79,8 @@ func main() {
 	bind := flag.Bool("bind", false, "bind unscheduled Pods to this Node (when no kube-scheduler runs)")
 	logDir := flag.String("log-dir", os.TempDir(), "where container output goes (NS_POD_CONTAINER.log)")
 	heartbeat := flag.Duration("heartbeat", 2*time.Second, "how often the Lease is renewed and the Node status posted")
+	var localRanges listFlag
+	flag.Var(&localRanges, "local-range", "CIDR the node netns accepts as local (LoadBalancer addresses, as kube-proxy would); repeatable")
 	images := imageFlag{}
 	flag.Var(images, "image", "NAME=PATH: containers whose image is NAME (any tag) run PATH; repeatable")
 	flag.Parse()
@@ -92,6 +99,14 @@ func main() {
 	netw, err := newNetwork(*tag, *subnet)
 	if err != nil {
 		log.Fatalf("network: %v", err)
+	}
+	if err := netw.addNode(localRanges); err != nil {
+		netw.teardown()
+		log.Fatalf("node netns: %v", err)
+	}
+	if err := forwardAPIServer(netw.nodeNS(), cfg.Host); err != nil {
+		netw.teardown()
+		log.Fatalf("%v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &agent{client: client, node: *node, images: images, net: netw, logDir: *logDir,
@@ -126,7 +141,8 @@ func main() {
 		go a.binder()
 	}
 	factory.Start(ctx.Done())
-	log.Printf("node %s ready (Pod IPs 10.244.%d.0/24 on bridge %s)", *node, *subnet, netw.bridge)
+	log.Printf("node %s ready (Pod IPs 10.244.%d.0/24 on bridge %s, hostNetwork Pods in %s at %s)",
+		*node, *subnet, netw.bridge, netw.nodeNS(), netw.nodeIP())
 	fmt.Println("node-agent ready") // the harness waits for this line
 
 	<-stop

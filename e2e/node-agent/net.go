@@ -3,6 +3,11 @@ package main
 // Pod networking: one bridge per agent with 10.244.SUBNET.1/24 on the host side, and
 // per Pod a network namespace whose eth0 (one end of a veth pair, the other end on
 // the bridge) has the Pod IP. Only test addresses inside namespaces we create.
+//
+// The node's own network namespace (what hostNetwork Pods share, as on a real node)
+// is one more of these, at 10.244.SUBNET.254: the host's root namespace is never a
+// Pod's, so nothing a Pod does (MetalLB's speaker answering ARP) can reach the
+// machine's real interfaces.
 
 import (
 	"fmt"
@@ -44,6 +49,38 @@ func newNetwork(tag string, subnet int) (*network, error) {
 	return n, nil
 }
 
+// nodeOctet: the node netns's address, 10.244.SUBNET.254.
+const nodeOctet = 254
+
+func (n *network) nodeNS() string { return n.nsName(nodeOctet) }
+func (n *network) nodeIP() string { return fmt.Sprintf("10.244.%d.%d", n.subnet, nodeOctet) }
+
+// addNode creates the node netns. Its kernel answers ARP only for addresses on the
+// asking interface (arp_ignore=1), so the addresses of localRanges (accepted as
+// local, as kube-proxy makes a node accept its LoadBalancer addresses) are found
+// on the bridge only through an ARP answer from a process there: MetalLB's speaker.
+func (n *network) addNode(localRanges []string) error {
+	n.mu.Lock()
+	n.used[nodeOctet] = true
+	n.mu.Unlock()
+	if err := n.create(nodeOctet); err != nil {
+		return err
+	}
+	ns := n.nodeNS()
+	for _, k := range []string{"all", "default", "eth0"} {
+		path := "/proc/sys/net/ipv4/conf/" + k + "/arp_ignore"
+		if out, err := exec.Command("ip", "netns", "exec", ns, "sh", "-c", "echo 1 >"+path).CombinedOutput(); err != nil {
+			return fmt.Errorf("arp_ignore in %s: %v: %s", ns, err, out)
+		}
+	}
+	for _, r := range localRanges {
+		if err := ipCmd("-n", ns, "route", "add", "local", r, "dev", "lo"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (n *network) nsName(octet int) string { return fmt.Sprintf("sluice-pod-%s-%d", n.tag, octet) }
 func (n *network) hostIf(octet int) string { return fmt.Sprintf("slp%sh%d", n.tag, octet) }
 
@@ -65,6 +102,14 @@ func (n *network) add() (string, string, error) {
 	n.used[octet] = true
 	n.next = octet + 1 // round robin: an IP is not reused at once
 	n.mu.Unlock()
+	if err := n.create(octet); err != nil {
+		return "", "", err
+	}
+	return n.nsName(octet), fmt.Sprintf("10.244.%d.%d", n.subnet, octet), nil
+}
+
+// create makes netns number octet with eth0 = 10.244.SUBNET.octet on the bridge.
+func (n *network) create(octet int) error {
 	ns, host, peer := n.nsName(octet), n.hostIf(octet), fmt.Sprintf("slp%sc%d", n.tag, octet)
 	ip := fmt.Sprintf("10.244.%d.%d", n.subnet, octet)
 	steps := [][]string{
@@ -82,10 +127,10 @@ func (n *network) add() (string, string, error) {
 	for _, s := range steps {
 		if err := ipCmd(s...); err != nil {
 			n.remove(ns, ip)
-			return "", "", err
+			return err
 		}
 	}
-	return ns, ip, nil
+	return nil
 }
 
 // remove deletes a Pod's namespace (its processes must be gone) and frees its IP.

@@ -54,6 +54,7 @@ type podRunner struct {
 	mu          sync.Mutex // guards pod and the containers' process fields
 	pod         *corev1.Pod
 	ns, ip      string
+	hostNetwork bool // spec.hostNetwork (immutable): runs in the node netns
 	containers  []*container
 	wake        chan struct{}
 	probes      chan probeResult
@@ -72,7 +73,7 @@ type podRunner struct {
 
 func newPodRunner(a *agent, p *corev1.Pod) *podRunner {
 	r := &podRunner{a: a, pod: p.DeepCopy(), wake: make(chan struct{}, 1), probes: make(chan probeResult, 8),
-		force: make(chan struct{}), terminated: make(chan struct{})}
+		force: make(chan struct{}), terminated: make(chan struct{}), hostNetwork: p.Spec.HostNetwork}
 	for _, c := range p.Spec.Containers {
 		r.containers = append(r.containers, &container{spec: c})
 	}
@@ -118,7 +119,10 @@ func (r *podRunner) run() {
 	defer r.a.done(r.pod.UID)
 	// kill() waits on this, whichever way the runner ends.
 	defer r.killOnce.Do(func() { close(r.terminated) })
-	ns, ip, err := r.a.net.add()
+	ns, ip, err := r.a.net.nodeNS(), r.a.net.nodeIP(), error(nil)
+	if !r.hostNetwork {
+		ns, ip, err = r.a.net.add()
+	}
 	if err != nil {
 		log.Printf("%s: network: %v", r.key(), err)
 		return
@@ -215,6 +219,11 @@ func (r *podRunner) step() bool {
 }
 
 func (r *podRunner) cleanup() {
+	if r.hostNetwork {
+		// The node netns is shared: it stays until the agent stops.
+		log.Printf("%s: stopped (hostNetwork, in %s)", r.key(), r.ns)
+		return
+	}
 	r.a.net.remove(r.ns, r.ip)
 	log.Printf("%s: stopped, netns %s removed", r.key(), r.ns)
 }

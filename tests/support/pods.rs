@@ -61,6 +61,11 @@ pub struct NodeAgent {
 
 impl NodeAgent {
     pub fn start(cluster: &Cluster, name: &str, subnet: u8) -> NodeAgent {
+        NodeAgent::start_with(cluster, name, subnet, &[])
+    }
+
+    /// As `start`, with extra agent flags (`--image NAME=PATH`, `--local-range CIDR`).
+    pub fn start_with(cluster: &Cluster, name: &str, subnet: u8, extra: &[String]) -> NodeAgent {
         let logs = tempfile::Builder::new()
             .prefix("sluice-agent-")
             .tempdir()
@@ -79,6 +84,7 @@ impl NodeAgent {
             .arg(format!("sluice={}", env!("CARGO_BIN_EXE_sluice")))
             .arg("--log-dir")
             .arg(logs.path())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -104,6 +110,16 @@ impl NodeAgent {
     /// The agent's own log (container output is in `container_log`).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The node's own network namespace (hostNetwork Pods), at 10.244.SUBNET.254.
+    pub fn node_netns(&self) -> String {
+        format!("sluice-pod-{}-254", self.tag)
+    }
+
+    /// The bridge the Pods and the node netns are on (`slbTAG`, in the root netns).
+    pub fn bridge(&self) -> String {
+        format!("slb{}", self.tag)
     }
 
     pub fn container_log(&self, ns: &str, pod: &str, container: &str) -> String {
