@@ -42,7 +42,7 @@ pub const DIFFERS: &[(&str, &str)] = &[
     ),
     (
         "proxy-next-upstream",
-        "invalid_header and http_* are accepted and not applied; a request is retried only before any response reached the client and while its body can be replayed",
+        "every value applies; a request is retried only before any response reached the client and while its body can be replayed: a chunked body over 64 KiB streams with buffering on (nginx would buffer it) and is not retried",
     ),
     (
         "proxy-request-buffering",
