@@ -25,6 +25,10 @@ pub const DIFFERS: &[(&str, &str)] = &[
         "bodies above it go to an unlinked temporary file in $TMPDIR (nginx: client_body_temp_path)",
     ),
     (
+        "custom-http-errors",
+        "the client keeps the original status (ingress-nginx's `error_page N = @custom` returns the error backend's status instead): a deliberate difference",
+    ),
+    (
         "force-ssl-redirect",
         "a trusted X-Forwarded-Proto (use-forwarded-headers) is not honoured yet: requests are judged by the connection sluice received",
     ),
