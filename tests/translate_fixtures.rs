@@ -586,7 +586,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
 
 /// The `auth` field of a request: what authentication the route enforces.
 fn describe_auth(p: &sluice::routing::Policy) -> String {
-    if p.auth_broken.is_some() {
+    if p.denied.is_some() {
         return "broken".into();
     }
     let mut parts = Vec::new();

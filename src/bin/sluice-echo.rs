@@ -10,6 +10,10 @@
 //! - `status=N`: answer with status code N (the body is unchanged);
 //! - `size=N`: answer with N bytes of `x` as `text/plain` instead of the JSON (benchmarks);
 //! - `echo_body=1`: stream the request body back as `application/octet-stream`.
+//! - `fail=N` (with `key=K`, default the path): the first N requests with that key
+//!   answer `status` (503 when not given), later ones answer 200. Every answer carries
+//!   `x-attempt: n`, the request's number for its key in this process (for testing
+//!   `proxy-next-upstream` retries).
 //!
 //! A request carrying `Upgrade: websocket` is upgraded to a WebSocket: the server first
 //! sends the text message `hello from NAME`, then echoes every text and binary message.
@@ -91,6 +95,8 @@ struct Ctx {
     name_header: HeaderValue,
     /// `--tls`: connections are TLS (self-signed certificate, ALPN h2 and http/1.1).
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `fail=N`: requests seen per key.
+    attempts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// What one connection's handshake revealed.
@@ -155,6 +161,8 @@ struct Opts {
     status: Option<StatusCode>,
     size: Option<u64>,
     echo_body: bool,
+    fail: Option<u64>,
+    key: Option<String>,
 }
 
 fn parse_opts(query: Option<&str>) -> Result<Opts, String> {
@@ -170,6 +178,8 @@ fn parse_opts(query: Option<&str>) -> Result<Opts, String> {
             }
             "size" => opts.size = Some(value.parse().map_err(|_| bad())?),
             "echo_body" => opts.echo_body = !matches!(value, "0" | "false"),
+            "fail" => opts.fail = Some(value.parse().map_err(|_| bad())?),
+            "key" => opts.key = Some(value.to_string()),
             _ => {}
         }
     }
@@ -217,11 +227,40 @@ async fn handle(
     if opts.sleep_ms > 0 {
         tokio::time::sleep(Duration::from_millis(opts.sleep_ms)).await;
     }
-    let status = opts.status.unwrap_or(StatusCode::OK);
+    let mut status = opts.status.unwrap_or(StatusCode::OK);
+    let mut attempt = None;
+    if let Some(fail) = opts.fail {
+        let key = opts
+            .key
+            .clone()
+            .unwrap_or_else(|| req.uri().path().to_string());
+        let mut seen = ctx.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = seen.entry(key).or_insert(0);
+        *n += 1;
+        attempt = Some(*n);
+        status = if *n <= fail {
+            opts.status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            StatusCode::OK
+        };
+    }
+    let mut resp = handle_with(req, &ctx, &conn, &opts, status).await;
+    if let Some(n) = attempt {
+        resp.headers_mut().insert("x-attempt", HeaderValue::from(n));
+    }
+    Ok(resp)
+}
 
+async fn handle_with(
+    req: Request<Incoming>,
+    ctx: &Ctx,
+    conn: &Conn,
+    opts: &Opts,
+    status: StatusCode,
+) -> Response<EchoBody> {
     if opts.echo_body {
         let body = EchoBody::Stream(req.into_body());
-        return Ok(response(&ctx, status, "application/octet-stream", body));
+        return response(ctx, status, "application/octet-stream", body);
     }
     if let Some(size) = opts.size {
         // Drain the request body (if any) so the connection stays reusable.
@@ -229,7 +268,7 @@ async fn handle(
         if !body.is_end_stream() {
             while let Some(Ok(_)) = body.frame().await {}
         }
-        return Ok(response(&ctx, status, "text/plain", EchoBody::Repeat(size)));
+        return response(ctx, status, "text/plain", EchoBody::Repeat(size));
     }
 
     let (parts, mut body) = req.into_parts();
@@ -274,12 +313,12 @@ async fn handle(
     });
     let mut out = serde_json::to_vec(&doc).expect("JSON serialization cannot fail");
     out.push(b'\n');
-    Ok(response(
-        &ctx,
+    response(
+        ctx,
         status,
         "application/json",
         EchoBody::Full(Some(Bytes::from(out))),
-    ))
+    )
 }
 
 /// Answers a WebSocket upgrade with 101 and spawns the echo session on the upgraded stream.
@@ -483,6 +522,7 @@ async fn run(args: Args) -> Result<(), String> {
         name: args.name.clone(),
         name_header,
         tls,
+        attempts: Default::default(),
     });
 
     // Bind everything first so a bad address fails the whole process before serving.

@@ -120,7 +120,7 @@ pub async fn check(
     facts: &RequestFacts<'_>,
     state: &mut AuthState,
 ) -> Option<Denial> {
-    if policy.auth_broken.is_some() {
+    if policy.denied.is_some() {
         return Some(Denial::status(503));
     }
     if let Some(basic) = &policy.basic_auth {

@@ -23,6 +23,8 @@ pub mod headers;
 pub mod limits;
 pub mod logwriter;
 pub mod proxy_protocol;
+pub mod redirects;
+pub mod retry;
 pub mod service;
 pub mod subrequest;
 pub mod tls;

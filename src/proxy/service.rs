@@ -26,6 +26,8 @@ use super::errors;
 use super::headers::{self, Client, ForwardedFor};
 use super::limits::{ConnGuard, Limiter, Refused, Verdict};
 use super::proxy_protocol;
+use super::redirects;
+use super::retry;
 use crate::routing::{
     normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
     UpstreamTls,
@@ -109,6 +111,8 @@ pub struct RequestCtx {
     /// The whole request body, read before the backend was contacted
     /// (`proxy-request-buffering: on`); replayed on every attempt.
     buffered: Option<super::buffering::BufferedBody>,
+    /// The upstream's response is being dropped for a `proxy-next-upstream` retry.
+    status_retry: bool,
 }
 
 /// The TCP peer.
@@ -336,29 +340,26 @@ impl SluiceProxy {
     }
 
     /// Whether `proxy-next-upstream` allows another attempt after a failed one.
-    fn may_retry(&self, ctx: &RequestCtx, timeout: bool) -> bool {
-        let Some(route) = ctx.route.as_ref() else {
-            return false;
+    fn may_retry(&self, ctx: &RequestCtx, failure: retry::Failure) -> bool {
+        let attempts = retry::Attempts {
+            tries: ctx.tries,
+            failed: &ctx.failed,
+            started: ctx.started,
         };
-        let n = route.next_upstream;
-        let kind_ok = if timeout { n.on_timeout } else { n.on_error };
-        let endpoints = match &route.backend.endpoints {
-            Endpoints::Addrs(a) => a.len(),
-            Endpoints::External { .. } => 3,
-            Endpoints::Unavailable { .. } => 0,
-        };
-        let limit = if n.tries == 0 {
-            endpoints
-        } else {
-            n.tries as usize
-        };
-        let others = match &route.backend.endpoints {
-            Endpoints::Addrs(a) => a.iter().any(|x| !ctx.failed.contains(x)),
-            Endpoints::External { .. } => true,
-            Endpoints::Unavailable { .. } => false,
-        };
-        let in_time = n.timeout.is_none_or(|t| ctx.started.elapsed() < t);
-        kind_ok && others && ctx.tries < limit && in_time
+        ctx.route
+            .as_ref()
+            .is_some_and(|r| retry::allowed(r, failure, &attempts))
+    }
+
+    /// Whether the request may be sent again after reaching a backend.
+    fn replayable(&self, session: &Session, ctx: &RequestCtx) -> bool {
+        match (ctx.route.as_deref(), ctx.table.as_deref()) {
+            (Some(r), Some(t)) => {
+                no_final_response(session)
+                    && retry::request_replayable(session, r, &t.globals, ctx.buffered.is_some())
+            }
+            _ => false,
+        }
     }
 }
 
@@ -390,6 +391,7 @@ impl ProxyHttp for SluiceProxy {
             client: None,
             error_page: None,
             buffered: None,
+            status_retry: false,
         }
     }
 
@@ -490,10 +492,30 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         };
+        // app-root: a server-level rewrite in ingress-nginx, before any location's.
+        let facts = redirects::Facts {
+            http_host: host,
+            uri: &path,
+            tls: ctx.tls,
+            client_ip: client.ip,
+            server_port: server_port(session),
+        };
+        if let Some(location) = redirects::app_root(&route, req, &facts) {
+            ctx.table = Some(table);
+            ctx.route = Some(route);
+            respond_with(session, 302, ctx, Some(&location)).await?;
+            return Ok(true);
+        }
+        // A denied location answers 503 in place of all its rules (ingress-nginx).
+        if route.policy.denied.is_some() {
+            ctx.table = Some(table);
+            ctx.route = Some(route);
+            respond(session, 503, ctx).await?;
+            return Ok(true);
+        }
         // CORS (nginx's location rewrite phase: after app-root, before the rest).
         ctx.cors_origin = cors::decide(&route, req);
-        let app_root_first = path == "/" && route.policy.app_root.is_some();
-        if cors::is_preflight(req, ctx.cors_origin.as_ref()) && !app_root_first {
+        if cors::is_preflight(req, ctx.cors_origin.as_ref()) {
             if let (Some(c), Some(o)) = (route.policy.cors.as_ref(), &ctx.cors_origin) {
                 let resp = cors::preflight(c, o)?;
                 ctx.own_status = Some(204);
@@ -502,6 +524,14 @@ impl ProxyHttp for SluiceProxy {
                 session.write_response_header(Box::new(resp), true).await?;
                 return Ok(true);
             }
+        }
+        // The location's own rewrite-phase redirects come before ingress-nginx's https
+        // redirect (Lua, at the end of that phase).
+        if let Some((code, location)) = redirects::location(&route, req, &path) {
+            ctx.table = Some(table);
+            ctx.route = Some(route);
+            respond_with(session, code, ctx, Some(&location)).await?;
+            return Ok(true);
         }
         let https = ctx.tls || headers::client_scheme(req, &client, ctx.tls) == "https";
         if route.ssl_redirect && !https && !path.starts_with(ACME_CHALLENGE) {
@@ -517,8 +547,8 @@ impl ProxyHttp for SluiceProxy {
             return Ok(true);
         }
         ctx.table = Some(table);
-        // The Ingress's policy, in nginx's phase order: fixed redirects (rewrite
-        // phase), then the access lists (access phase), then the body size.
+        // The rest of the Ingress's policy, in nginx's phase order: the rate limits
+        // (preaccess), the access lists and authentication (access), the body size.
         let policy = route.policy.clone();
         ctx.route = Some(route);
         if let Some(l) = super::canary::www_redirect(&policy, session.req_header(), ctx.tls) {
@@ -527,14 +557,6 @@ impl ProxyHttp for SluiceProxy {
                 .as_ref()
                 .map_or(308, |t| t.globals.http_redirect_code);
             respond_with(session, code, ctx, Some(&l)).await?;
-            return Ok(true);
-        }
-        if let Some(r) = &policy.redirect {
-            respond_with(session, r.code, ctx, Some(&r.location)).await?;
-            return Ok(true);
-        }
-        if let Some(root) = policy.app_root.as_deref().filter(|_| path == "/") {
-            respond_with(session, 302, ctx, Some(root)).await?;
             return Ok(true);
         }
         if let Some(limits) = &policy.limits {
@@ -582,9 +604,7 @@ impl ProxyHttp for SluiceProxy {
             }
         }
         // Authentication (access phase, after the access lists): basic, then auth-url.
-        if policy.basic_auth.is_some()
-            || policy.external_auth.is_some()
-            || policy.auth_broken.is_some()
+        if policy.basic_auth.is_some() || policy.external_auth.is_some() || policy.denied.is_some()
         {
             let ip = client_ip(session, ctx);
             let req = session.req_header();
@@ -609,7 +629,9 @@ impl ProxyHttp for SluiceProxy {
             .as_ref()
             .is_some_and(|r| r.backend.has_endpoints());
         if !has_endpoints {
-            respond(session, 503, ctx).await?;
+            // ingress-nginx's implicit root location: past its policy, unmatched.
+            let implicit = ctx.route.as_ref().is_some_and(|r| r.implicit_root);
+            respond(session, if implicit { 404 } else { 503 }, ctx).await?;
             return Ok(true);
         }
         let req = session.req_header();
@@ -902,14 +924,23 @@ impl ProxyHttp for SluiceProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        let code = upstream_response.status.as_u16();
+        ctx.upstream_status = Some(code);
         if let (Some(addr), Some(started)) = (ctx.upstream_addr, ctx.upstream_started) {
             let ewma = ctx.route.as_ref().is_some_and(|r| r.lb == LbPolicy::Ewma);
             self.options.balancer.mark_ok(addr, started.elapsed(), ewma);
+        }
+        // proxy-next-upstream http_*: drop the response and try again, if allowed.
+        if code >= 400
+            && self.may_retry(ctx, retry::Failure::Status(code))
+            && self.replayable(session, ctx)
+        {
+            ctx.status_retry = true;
+            return Err(retry::status_error(code));
         }
         Ok(())
     }
@@ -938,8 +969,7 @@ impl ProxyHttp for SluiceProxy {
         }
         // Nothing reached the upstream yet, so trying another endpoint is safe; whether
         // to is `proxy-next-upstream`'s call (`error` for refusals, `timeout`).
-        let timeout = matches!(e.etype(), ErrorType::ConnectTimedout);
-        if self.may_retry(ctx, timeout) {
+        if self.may_retry(ctx, retry::Failure::of(&e)) {
             e.set_retry(true);
         }
         e
@@ -954,6 +984,15 @@ impl ProxyHttp for SluiceProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.status_retry) {
+            // upstream_response_filter dropped a listed status and decided to retry;
+            // the endpoint answered, so it is only avoided by this request.
+            if let Some(addr) = peer.address().as_inet() {
+                ctx.failed.push(*addr);
+            }
+            e.set_retry(true);
+            return e;
+        }
         if e.esource() != &ErrorSource::Upstream {
             e.set_retry(false);
             return e;
@@ -962,19 +1001,15 @@ impl ProxyHttp for SluiceProxy {
             ctx.failed.push(*addr);
             self.options.balancer.mark_failed(*addr);
         }
-        let timeout = matches!(
-            e.etype(),
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
-        );
-        let route_allows = ctx.route.as_ref().is_some_and(|r| {
-            session.req_header().method.is_idempotent() || r.next_upstream.non_idempotent
-        });
-        // Only before anything reached the client, and only with the whole request
-        // body still replayable.
-        let replayable = no_final_response(session) && !session.as_ref().retry_buffer_truncated();
-        let retry = (route_allows && replayable && self.may_retry(ctx, timeout))
+        let failure = retry::Failure::of(&e);
+        let replayable = self.replayable(session, ctx);
+        let retry = (replayable && self.may_retry(ctx, failure))
             // A pooled connection the upstream closed meanwhile: always safe to redo.
-            || (client_reused && replayable && ctx.tries < 8 && !timeout);
+            || (client_reused
+                && no_final_response(session)
+                && !session.as_ref().retry_buffer_truncated()
+                && ctx.tries < 8
+                && failure != retry::Failure::Timeout);
         e.set_retry(retry);
         e
     }

@@ -198,6 +198,41 @@ pub struct NextUpstream {
     pub tries: u32,
     /// Overall time for all attempts (`None` = unlimited).
     pub timeout: Option<Duration>,
+    /// `invalid_header`: retry when the upstream's response head does not parse.
+    pub invalid_header: bool,
+    /// `http_500`, `http_502`, ...: retry when the upstream answers one of these.
+    pub statuses: RetryStatuses,
+}
+
+/// The statuses `proxy-next-upstream` may list (nginx's `http_*` values), as a bit set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryStatuses(u8);
+
+impl RetryStatuses {
+    /// Every status nginx accepts, in its documentation's order.
+    pub const KNOWN: [u16; 7] = [500, 502, 503, 504, 403, 404, 429];
+
+    /// Adds `code`; `false` when nginx has no `http_<code>`.
+    pub fn insert(&mut self, code: u16) -> bool {
+        match Self::KNOWN.iter().position(|c| *c == code) {
+            Some(i) => {
+                self.0 |= 1 << i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn contains(self, code: u16) -> bool {
+        Self::KNOWN
+            .iter()
+            .position(|c| *c == code)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
 
 impl Default for NextUpstream {
@@ -209,6 +244,8 @@ impl Default for NextUpstream {
             non_idempotent: false,
             tries: 3,
             timeout: None,
+            invalid_header: false,
+            statuses: RetryStatuses::default(),
         }
     }
 }

@@ -14,7 +14,9 @@ pub mod policy;
 pub mod table;
 pub mod template;
 
-pub use balance::{AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, Ring};
+pub use balance::{
+    AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, RetryStatuses, Ring,
+};
 pub use canary::{Canary, CanaryRules};
 pub use certs::CertTable;
 pub use cors::{AllowOrigin, Cors, OriginPattern};

@@ -23,8 +23,9 @@ use super::table::Backend;
 pub struct Policy {
     /// `permanent-redirect` / `temporal-redirect`: every request answers this redirect.
     pub redirect: Option<Redirect>,
-    /// `app-root`: a request for exactly `/` is redirected (302) here.
-    pub app_root: Option<Box<str>>,
+    /// `app-root`: a request for exactly `/` is redirected (302) to
+    /// `$scheme://$http_host` + this path, its nginx variables expanded.
+    pub app_root: Option<super::auth::Template>,
     /// `whitelist-source-range` / `allowlist-source-range`: only these clients (403 else).
     pub allow: Option<CidrSet>,
     /// `denylist-source-range`: these clients get 403.
@@ -48,9 +49,11 @@ pub struct Policy {
     pub basic_auth: Option<BasicAuth>,
     /// `auth-url`: a subrequest to an auth service decides.
     pub external_auth: Option<ExternalAuth>,
-    /// Authentication was asked for but cannot be honoured (Secret missing, bad value):
-    /// every request answers 503, as ingress-nginx's denied locations do. Says why.
-    pub auth_broken: Option<Box<str>>,
+    /// ingress-nginx's "location denied": an annotation names a Secret that does not
+    /// exist or cannot be used, or authentication was asked for and cannot be honoured.
+    /// Every request answers 503 before any other rule of the location runs (nginx's
+    /// `return 503` in its place). Says why.
+    pub denied: Option<Box<str>>,
     // CORS and rate limits (`enable-cors`, `cors-*`; `limit-*`).
     /// `enable-cors: "true"` with its `cors-*` settings (`None`: no CORS handling).
     pub cors: Option<super::cors::Cors>,
@@ -146,6 +149,42 @@ impl Rewrite {
     /// in nginx. A path the regex does not match (cannot happen for a route that matched)
     /// is left alone.
     pub fn apply(&self, path: &str) -> Option<String> {
+        if self.is_redirect() {
+            return None;
+        }
+        let mut out = self.substitute(path)?;
+        if !out.starts_with('/') {
+            out.insert(0, '/');
+        }
+        Some(out)
+    }
+
+    /// A target that is an absolute URL: nginx's `rewrite` answers it with a 302
+    /// instead of rewriting (COMPAT §7).
+    pub fn is_redirect(&self) -> bool {
+        let t = self.target.as_bytes();
+        let starts =
+            |p: &str| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+        starts("http://") || starts("https://")
+    }
+
+    /// The `Location` of an absolute target for a normalised request path: captures
+    /// substituted, then the request's query string appended (after `&` when the
+    /// target has its own), as nginx's `rewrite ... redirect` does.
+    pub fn redirect(&self, path: &str, query: Option<&str>) -> Option<String> {
+        if !self.is_redirect() {
+            return None;
+        }
+        let mut out = self.substitute(path)?;
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(q);
+        }
+        Some(out)
+    }
+
+    /// The target with `$n` / `${n}` replaced by the captures of `path`.
+    fn substitute(&self, path: &str) -> Option<String> {
         let caps = self.regex.captures(path)?;
         let mut out = String::with_capacity(self.target.len() + path.len());
         let t = self.target.as_bytes();
@@ -171,9 +210,6 @@ impl Rewrite {
             let ch = self.target[i..].chars().next().unwrap_or('$');
             out.push(ch);
             i += ch.len_utf8();
-        }
-        if !out.starts_with('/') {
-            out.insert(0, '/');
         }
         Some(out)
     }
@@ -225,6 +261,24 @@ mod tests {
             target: "/".into(),
         };
         assert_eq!(r.apply("/app/x").as_deref(), Some("/"));
+        let r = Rewrite {
+            regex: path_regex("/original/(.*)").unwrap(),
+            target: "https://other.example/$1".into(),
+        };
+        assert!(r.is_redirect());
+        assert_eq!(r.apply("/original/a"), None);
+        assert_eq!(
+            r.redirect("/original/a/b", Some("x=1")).as_deref(),
+            Some("https://other.example/a/b?x=1")
+        );
+        let r = Rewrite {
+            regex: path_regex("/").unwrap(),
+            target: "HTTP://other.example/?from=$1".into(),
+        };
+        assert_eq!(
+            r.redirect("/z", Some("y=2")).as_deref(),
+            Some("HTTP://other.example/?from=&y=2")
+        );
     }
 
     #[test]

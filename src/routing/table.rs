@@ -55,6 +55,10 @@ pub struct Route {
     /// This route is itself a canary alternative (its affinity cookies are marked so a
     /// client stays on the canary, as ingress-nginx's per-backend cookie values do).
     pub is_canary: bool,
+    /// ingress-nginx's implicit root location of a host without a `/` rule (COMPAT §7):
+    /// the first Ingress's annotations apply, then the request is answered as an
+    /// unmatched one (404), since no rule sends it anywhere.
+    pub implicit_root: bool,
 }
 
 /// ingress-nginx's `proxy-ssl-*` annotations, parsed once during translation into the
@@ -113,6 +117,7 @@ impl Route {
             rewrite: None,
             canary: None,
             is_canary: false,
+            implicit_root: false,
         }
     }
 }

@@ -88,7 +88,7 @@ pub fn globals(
     }
     if let Some(raw) = data.get("proxy-next-upstream") {
         match parse_next_upstream(raw, g.next_upstream) {
-            Ok((n, _)) => g.next_upstream = n,
+            Ok(n) => g.next_upstream = n,
             Err(_) => invalid("proxy-next-upstream", raw, "error timeout".into()),
         }
     }

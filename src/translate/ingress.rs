@@ -133,6 +133,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     let mut canary_plan =
         canary::Plan::build(&canaries, &mut backends, &table.globals, &mut warnings);
 
+    let mut implicit_roots = implicit_root::ImplicitRoots::default();
     let mut merge = Merge {
         table,
         owners: HashMap::new(),
@@ -164,6 +165,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
                 &mut warnings,
             );
         }
+        implicit_roots.offer(ing, &settings, &mut backends);
         add_rules(
             ing,
             &settings,
@@ -184,6 +186,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     if let Some(dbs) = &config.default_backend_service {
         default_backend_service(dbs, &mut backends, &mut table, &mut warnings);
     }
+    implicit_roots.insert(&mut table);
 
     table.certs = tls.certs;
     table.cert_expiry = tls.expiry;
@@ -293,7 +296,10 @@ impl Settings {
             match proxy_ssl::parse(ing, secrets, warnings) {
                 ProxySsl::Default => {}
                 ProxySsl::Settings(t) => upstream_tls = Some(t),
-                ProxySsl::Broken(why) => tls_broken = Some(why),
+                ProxySsl::Broken(why) => {
+                    policy.denied.get_or_insert_with(|| why.clone().into());
+                    tls_broken = Some(why);
+                }
             }
         }
         Some(Settings {
@@ -365,6 +371,7 @@ impl Settings {
             rewrite: None,
             canary: None,
             is_canary: false,
+            implicit_root: false,
         }
     }
 }
@@ -585,5 +592,6 @@ fn backend_protocol(ing: &Ingress, warnings: &mut Vec<Warning>) -> UpstreamProto
     )
 }
 
+mod implicit_root;
 #[cfg(test)]
 mod tests;

@@ -70,16 +70,16 @@ pub fn parse_load_balance(v: &str) -> Option<LbPolicy> {
     }
 }
 
-/// nginx's `proxy_next_upstream` list. Returns the settings and the tokens that are
-/// accepted but not applied.
-pub fn parse_next_upstream(v: &str, base: NextUpstream) -> Result<(NextUpstream, Vec<String>)> {
+/// nginx's `proxy_next_upstream` list (every value nginx accepts is applied).
+pub fn parse_next_upstream(v: &str, base: NextUpstream) -> Result<NextUpstream> {
     let mut n = NextUpstream {
         on_error: false,
         on_timeout: false,
         non_idempotent: false,
+        invalid_header: false,
+        statuses: Default::default(),
         ..base
     };
-    let mut ignored = Vec::new();
     let tokens: Vec<&str> = v.split_ascii_whitespace().collect();
     if tokens.is_empty() {
         return Err(Error::InvalidValue("empty".into()));
@@ -96,8 +96,12 @@ pub fn parse_next_upstream(v: &str, base: NextUpstream) -> Result<(NextUpstream,
                     ));
                 }
             }
-            "invalid_header" | "http_500" | "http_502" | "http_503" | "http_504" | "http_403"
-            | "http_404" | "http_429" => ignored.push(t.to_string()),
+            "invalid_header" => n.invalid_header = true,
+            other
+                if other
+                    .strip_prefix("http_")
+                    .and_then(|c| c.parse().ok())
+                    .is_some_and(|c| n.statuses.insert(c)) => {}
             other => {
                 return Err(Error::InvalidValue(format!(
                     "{other:?} is not a proxy_next_upstream value"
@@ -105,7 +109,7 @@ pub fn parse_next_upstream(v: &str, base: NextUpstream) -> Result<(NextUpstream,
             }
         }
     }
-    Ok((n, ignored))
+    Ok(n)
 }
 
 /// Seconds, `0` meaning no limit.

@@ -67,7 +67,7 @@ pub fn parse(
         Err(why) => broken.push(why.to_string()),
     }
     if !broken.is_empty() {
-        policy.auth_broken = Some(broken.join("; ").into());
+        policy.denied = Some(broken.join("; ").into());
     }
 }
 
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(b.challenge(), "Basic realm=\"Staff only\"");
         assert!(b.users["alice"].verify(b"a"), "the first alice wins");
         assert_eq!(b.users.len(), 2);
-        assert!(p.auth_broken.is_none());
+        assert!(p.denied.is_none());
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].message.contains("mallory"), "{w:?}");
         assert!(!w[0].message.contains("garbage"), "never the hash: {w:?}");
@@ -513,7 +513,7 @@ mod tests {
             ],
         ] {
             let (p, w) = run(&ann, &[&no_key]);
-            assert!(p.auth_broken.is_some(), "{ann:?} must fail closed");
+            assert!(p.denied.is_some(), "{ann:?} must fail closed");
             assert!(!w.is_empty(), "{ann:?} must warn");
         }
         let (p, w) = run(&[("auth-type", "basic"), ("auth-secret", "missing")], &[]);
@@ -522,7 +522,7 @@ mod tests {
             "{w:?}"
         );
         assert_eq!(w[0].reason, "InvalidAuthSecret");
-        assert!(p.auth_broken.is_some());
+        assert!(p.denied.is_some());
     }
 
     #[test]
@@ -549,7 +549,7 @@ mod tests {
         assert!(e.always_set_cookie);
         // Companions without auth-url: warned, nothing enforced, nothing broken.
         let (p, w) = run(&[("auth-signin", "https://login.example/")], &[]);
-        assert!(p.external_auth.is_none() && p.auth_broken.is_none());
+        assert!(p.external_auth.is_none() && p.denied.is_none());
         assert_eq!(w.len(), 1);
     }
 }

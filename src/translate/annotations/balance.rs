@@ -7,10 +7,9 @@
 //! - `affinity: cookie` wins over both for requests that carry a valid cookie; new
 //!   clients are placed by the route's policy (`persistent`) or by a random token on
 //!   the hash ring (`balanced`). `session-cookie-path` defaults to the rule's path.
-//! - `proxy-next-upstream`: `error`, `timeout`, `non_idempotent` and `off` apply;
-//!   `invalid_header` and the `http_*` codes are accepted but not applied (a response
-//!   already streaming to the client is never replayed), and are warned about once per
-//!   Ingress (reason `AnnotationNotApplied`) so `sluice check` shows them.
+//! - `proxy-next-upstream`: every nginx value applies (`error`, `timeout`,
+//!   `invalid_header`, `http_500/502/503/504/403/404/429`, `non_idempotent`, `off`);
+//!   `proxy::retry` decides each attempt.
 //! - Bad values warn and keep the default for that key only.
 
 use std::time::Duration;
@@ -156,15 +155,9 @@ pub fn parse(
     }
 
     let mut next = default_next;
-    let mut not_applied = None;
     if let Some(v) = get("proxy-next-upstream") {
         match parse_next_upstream(v, next) {
-            Ok((n, ignored)) => {
-                next = n;
-                if !ignored.is_empty() {
-                    not_applied = Some(format!("{P}proxy-next-upstream: {} accepted but not applied (sluice retries only on error and timeout)", ignored.join(" ")));
-                }
-            }
+            Ok(n) => next = n,
             Err(e) => warn(format!("{P}proxy-next-upstream: {e}; using the default")),
         }
     }
@@ -184,15 +177,6 @@ pub fn parse(
                 "{P}proxy-next-upstream-timeout: {v:?} is not a number of seconds; ignored"
             )),
         }
-    }
-    if let Some(msg) = not_applied {
-        warnings.push(Warning::new(
-            ObjKind::Ingress,
-            ns,
-            name,
-            "AnnotationNotApplied",
-            msg,
-        ));
     }
     Balancing {
         lb,
@@ -242,11 +226,13 @@ mod tests {
     #[test]
     fn next_upstream_tokens() {
         let d = NextUpstream::default();
-        let (n, ign) = parse_next_upstream("error timeout http_502", d).unwrap();
-        assert!(n.on_error && n.on_timeout && !n.non_idempotent);
-        assert_eq!(ign, vec!["http_502"]);
-        let (n, _) = parse_next_upstream("off", d).unwrap();
-        assert!(!n.on_error && !n.on_timeout);
+        let n = parse_next_upstream("error timeout http_502 http_429 invalid_header", d).unwrap();
+        assert!(n.on_error && n.on_timeout && !n.non_idempotent && n.invalid_header);
+        assert!(n.statuses.contains(502) && n.statuses.contains(429));
+        assert!(!n.statuses.contains(500) && !n.statuses.contains(200));
+        let n = parse_next_upstream("off", d).unwrap();
+        assert!(!n.on_error && !n.on_timeout && n.statuses.is_empty());
+        assert!(parse_next_upstream("http_418", d).is_err());
         assert!(parse_next_upstream("error bogus", d).is_err());
         assert!(parse_next_upstream("off error", d).is_err());
     }

@@ -25,6 +25,10 @@ pub const DIFFERS: &[(&str, &str)] = &[
         "bodies above it go to an unlinked temporary file in $TMPDIR (nginx: client_body_temp_path)",
     ),
     (
+        "custom-http-errors",
+        "the client keeps the original status (ingress-nginx's `error_page N = @custom` returns the error backend's status instead): a deliberate difference",
+    ),
+    (
         "force-ssl-redirect",
         "a trusted X-Forwarded-Proto (use-forwarded-headers) is not honoured yet: requests are judged by the connection sluice received",
     ),
@@ -42,7 +46,7 @@ pub const DIFFERS: &[(&str, &str)] = &[
     ),
     (
         "proxy-next-upstream",
-        "invalid_header and http_* are accepted and not applied; a request is retried only before any response reached the client and while its body can be replayed",
+        "every value applies; a request is retried only before any response reached the client and while its body can be replayed: a chunked body over 64 KiB streams with buffering on (nginx would buffer it) and is not retried",
     ),
     (
         "proxy-request-buffering",

@@ -85,11 +85,15 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
                 }
             },
         };
-    // ingress-nginx applies permanent-redirect before temporal-redirect.
-    if let Some(v) = get("permanent-redirect").filter(|v| !v.is_empty()) {
+    // ingress-nginx reads temporal-redirect first: with both set, the temporal one wins.
+    let (key, default_code) = match get("temporal-redirect").filter(|v| !v.is_empty()) {
+        Some(_) => ("temporal-redirect", 302),
+        None => ("permanent-redirect", 301),
+    };
+    if let Some(v) = get(key).filter(|v| !v.is_empty()) {
         let c = code(
-            "permanent-redirect-code",
-            301,
+            &format!("{key}-code"),
+            default_code,
             &[301, 302, 303, 307, 308],
             &mut warn,
         );
@@ -100,28 +104,17 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
                     code: c,
                 })
             }
-            Err(e) => warn(format!("{P}permanent-redirect: {e}; ignored")),
-        }
-    } else if let Some(v) = get("temporal-redirect").filter(|v| !v.is_empty()) {
-        let c = code(
-            "temporal-redirect-code",
-            302,
-            &[301, 302, 303, 307, 308],
-            &mut warn,
-        );
-        match redirect_target(v) {
-            Ok(l) => {
-                policy.redirect = Some(Redirect {
-                    location: l,
-                    code: c,
-                })
-            }
-            Err(e) => warn(format!("{P}temporal-redirect: {e}; ignored")),
+            Err(e) => warn(format!("{P}{key}: {e}; ignored")),
         }
     }
     if let Some(v) = get("app-root").filter(|v| !v.is_empty()) {
-        if v.starts_with('/') && v.len() > 1 && is_uri_text(v) {
-            policy.app_root = Some(v.into());
+        // nginx interpolates variables in the target (`/login$is_args$args`).
+        let parsed = (v.starts_with('/') && v.len() > 1 && is_uri_text(v))
+            .then(|| crate::routing::auth::Template::parse(v));
+        if let Some(Ok(t)) = parsed {
+            policy.app_root = Some(t);
+        } else if let Some(Err(e)) = parsed {
+            warn(format!("{P}app-root: {v:?}: {e}; ignored"));
         } else {
             warn(format!(
                 "{P}app-root: {v:?} is not an absolute path other than /; ignored"

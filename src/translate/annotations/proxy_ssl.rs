@@ -18,8 +18,10 @@
 //!   warned about; the list is otherwise accepted and both versions are offered.
 //!   `-verify-depth` and `-ciphers` are accepted and not applied (webpki checks the
 //!   whole chain; rustls's cipher suites are all strong).
-//! - Verification requested but impossible (Secret missing, no usable `ca.crt`): the
-//!   Ingress's paths answer 503 with a warning rather than silently trusting anyone.
+//! - A `proxy-ssl-secret` that is missing or unusable, or verification requested but
+//!   impossible (no usable `ca.crt`): the Ingress's paths answer 503 with a warning
+//!   (ingress-nginx's "location denied") rather than silently trusting anyone or
+//!   connecting without the client certificate.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -106,17 +108,12 @@ pub fn parse(
                     return ProxySsl::Broken(why);
                 }
             }
-            Err(e) if verify => {
-                let why = format!(
-                    "proxy-ssl-secret: {e}; proxy-ssl-verify is on, so its paths answer 503"
-                );
+            // ingress-nginx denies the location (503) whether or not it verifies.
+            Err(e) => {
+                let why = format!("proxy-ssl-secret: {e}; its paths answer 503");
                 warn("InvalidProxySslSecret", why.clone());
                 return ProxySsl::Broken(why);
             }
-            Err(e) => warn(
-                "InvalidProxySslSecret",
-                format!("proxy-ssl-secret: {e}; connecting without a client certificate"),
-            ),
         }
     } else if verify {
         let why =
