@@ -103,15 +103,12 @@ fn routes_by_host_and_path_with_nginx_errors() {
     let r = s.get("app.example", "/down");
     assert!(r.body.contains("502 Bad Gateway"), "{}", r.body);
 
-    // Upstream read timeout (ConfigMap proxy-read-timeout: 1) → 504.
-    let started = Instant::now();
-    let r = s.get("app.example", "/slow?sleep_ms=3000");
+    // Upstream read timeout (ConfigMap proxy-read-timeout: 1) → 504: the backend would
+    // answer 200 after 5 s, so the status alone shows the timeout cut each try. The
+    // default `proxy-next-upstream: error timeout` re-picks the lone endpoint, as
+    // ingress-nginx does, so the client waits about 3 × 1 s (no timing asserted here).
+    let r = s.get("app.example", "/slow?sleep_ms=5000");
     assert_eq!(r.status, 504, "{r:?}");
-    assert!(
-        started.elapsed() < Duration::from_millis(2900),
-        "{:?}",
-        started.elapsed()
-    );
 
     // The access log has a line per request in ingress-nginx's upstream format.
     let log = s.access_logs_when(|l| l.contains("\"GET /api/exact?q=1 HTTP/1.1\" 200"));
