@@ -31,8 +31,8 @@
 //! when its listeners close; [`Draining`] holds that back for up to [`CLEANUP_DELAY`]
 //! so a request already on its way is served.
 //!
-//! Limits: a connection still in its TLS handshake is not counted (it is cut if the
-//! process exits meanwhile); Pingora's fd passing carries at most 32 sockets, so the
+//! A TLS connection is counted from accept, its handshake included (sluice runs the
+//! handshake in the app, `proxy::tls::terminate`). Limits: Pingora's fd passing carries at most 32 sockets, so the
 //! upgrade works with at most [`MAX_UPGRADE_WORKERS`] workers (two sockets each).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

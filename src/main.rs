@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{Listeners, TcpSocketOptions};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -22,8 +21,9 @@ use sluice::config::{ObjectRef, TranslateConfig, DEFAULT_CONTROLLER_CLASS};
 use sluice::drain::{Draining, Lifecycle, MAX_UPGRADE_WORKERS};
 use sluice::proxy::balance::Balancer;
 use sluice::proxy::conncap::ConnectionCap;
-use sluice::proxy::proxy_protocol::{PreTls, ProxyProtocolApp};
-use sluice::proxy::tls::{fake_certificate, CertResolver};
+use sluice::proxy::proxy_protocol::ProxyProtocolApp;
+use sluice::proxy::tls::fake_certificate;
+use sluice::proxy::tls::terminate::TlsTerminate;
 use sluice::proxy::{ProxyOptions, SluiceProxy};
 use sluice::publish::{FirstTable, Rebuilder};
 use sluice::routing::SharedTable;
@@ -248,6 +248,12 @@ fn worker_addr(addr: SocketAddr, n: usize) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // One crypto provider for the process (aws-lc-rs, see routing::certs): the kube
+    // client and Pingora's upstream connector take the process default, which rustls
+    // cannot pick by itself with two providers compiled in.
+    let _ = rustls::crypto::CryptoProvider::install_default(
+        (*sluice::routing::certs::crypto_provider()).clone(),
+    );
     if let Some(Command::Check(check)) = &args.command {
         std::process::exit(sluice::check::run(check));
     }
@@ -422,6 +428,9 @@ fn main() -> anyhow::Result<()> {
 
     let fake_cert = fake_certificate()
         .map_err(|e| anyhow::anyhow!("generating the default certificate: {e}"))?;
+    // One TLS config for all workers: one session cache and one set of ticket keys.
+    let tls_config = sluice::proxy::tls::server_config(table.clone(), fake_cert)
+        .context("building the TLS configuration")?;
     let options = ProxyOptions {
         access_log: !args.no_access_log,
         balancer: Arc::new(Balancer::new(
@@ -449,16 +458,20 @@ fn main() -> anyhow::Result<()> {
         proxy.server_options = Some(sluice::proxy::h2limits::server_options(&first));
         proxy.h2_options = Some(sluice::proxy::h2limits::h2_options(&first));
         // ConfigMap use-proxy-protocol: PROXY headers are read before HTTP on plain
-        // connections and before the handshake on TLS ones. Draining (outermost) counts
-        // every accepted connection for the shutdown drain.
-        let mut listeners = Listeners::new();
-        listeners.set_pre_tls_callback(Arc::new(PreTls::new(table.clone())));
+        // connections and before the handshake on TLS ones, which TlsTerminate runs with
+        // the shared config. Draining (outermost) counts every accepted connection for
+        // the shutdown drain.
         let mut http = Service::with_listeners(
             format!("sluice-http-{worker}"),
-            listeners,
+            Listeners::new(),
             // max-worker-connections: this worker's cap, inside the drain count.
             Draining::new(ConnectionCap::new(
-                ProxyProtocolApp::new(proxy, table.clone()),
+                TlsTerminate::new(
+                    ProxyProtocolApp::new(proxy, table.clone()),
+                    tls_config.clone(),
+                    args.https_listen.port(),
+                    table.clone(),
+                ),
                 table.clone(),
                 workers,
             )),
@@ -467,13 +480,7 @@ fn main() -> anyhow::Result<()> {
         let mut sock = TcpSocketOptions::default();
         sock.so_reuseport = Some(true);
         http.add_tcp_with_settings(&worker_addr(args.http_listen, worker), sock.clone());
-        let mut tls = TlsSettings::intermediate("", "")?;
-        tls.set_cert_resolver(Arc::new(CertResolver::new(
-            table.clone(),
-            fake_cert.clone(),
-        )));
-        tls.enable_h2();
-        http.add_tls_with_settings(&worker_addr(args.https_listen, worker), Some(sock), tls);
+        http.add_tcp_with_settings(&worker_addr(args.https_listen, worker), sock);
         server.add_service(http);
     }
 

@@ -532,13 +532,19 @@ fn rotated_secret_is_served_from_the_next_handshake_under_load() {
                 url.clone(),
             );
             std::thread::spawn(move || {
-                let mut b = https_client("rot.example", https).tls_info(true);
-                if fresh {
-                    b = b.pool_max_idle_per_host(0);
-                }
-                let c = b.build().unwrap();
+                // A fresh thread builds a client per request: a new connection and no
+                // session to resume (a resumed session keeps the certificate it was
+                // made with, as in nginx; sessions are shared by the workers).
+                let build = || {
+                    let b = https_client("rot.example", https).tls_info(true);
+                    b.build().unwrap()
+                };
+                let mut c = build();
                 let mut seen: Vec<usize> = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
+                    if fresh {
+                        c = build();
+                    }
                     let outcome = c.get(&url).send().and_then(|r| {
                         let cert = r
                             .extensions()

@@ -15,8 +15,9 @@
 //! `max-worker-open-files`: the soft `RLIMIT_NOFILE` divided among the workers, halved
 //! because every proxied connection may hold an upstream descriptor too. Unlike nginx,
 //! which counts upstream connections against `worker_connections`, sluice counts client
-//! connections only. TLS connections are counted once their handshake is done (Pingora
-//! runs the handshake before the app sees the connection).
+//! connections only. TLS connections are counted from accept, and one over the cap is
+//! closed before its handshake (sluice runs the handshake inside the app), so shedding
+//! costs no signature.
 //!
 //! Pingora hands a keep-alive connection back to the app for each request
 //! (`process_new` returns it and is called again at once, on the same task, with no

@@ -2,11 +2,10 @@
 //! it) in front of HTTP and TLS connections, as a load balancer that is not an HTTP
 //! proxy sends it to pass the client address on.
 //!
-//! Pingora 0.9.1 has no PROXY protocol parser. It offers a pre-TLS hook
-//! (`Listeners::set_pre_tls_callback`) that runs on the raw TCP stream before the TLS
-//! handshake, but nothing for plain listeners; so [`ProxyProtocolApp`] wraps the HTTP
+//! Pingora 0.9.1 has no PROXY protocol parser, so [`ProxyProtocolApp`] wraps the HTTP
 //! application and reads the header from plain connections before handing them on, and
-//! [`PreTls`] reads it from TLS connections before the handshake. Both read exactly the
+//! `tls::terminate` calls [`accept_header`] on TLS connections before the handshake
+//! (sluice runs that handshake itself). Both read exactly the
 //! header (the stream is buffered, so no request bytes are lost) and attach the source
 //! address to the connection (as user data of its `ProxyDigest`, where
 //! [`proxied_source`] finds it per request).
@@ -25,12 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
-use pingora::listeners::PreTlsProcess;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{GetProxyDigest, Stream};
 use pingora::server::ShutdownWatch;
-use pingora::{Error, ErrorType};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::debug;
 
@@ -129,7 +125,7 @@ fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>, String> {
 }
 
 /// Reads the header from `stream` (within [`HEADER_TIMEOUT`]) and attaches its address.
-async fn accept_header<S>(stream: &mut S) -> Result<(), String>
+pub(crate) async fn accept_header<S>(stream: &mut S) -> Result<(), String>
 where
     S: AsyncRead + GetProxyDigest + Unpin + ?Sized,
 {
@@ -158,7 +154,7 @@ pub fn proxied_source(digest: Option<&pingora::protocols::Digest>) -> Option<IpA
 }
 
 /// Wraps the HTTP application: plain connections start with their PROXY header while
-/// `use-proxy-protocol` is on (TLS connections had theirs read by [`PreTls`]).
+/// `use-proxy-protocol` is on (TLS connections had theirs read before their handshake).
 pub struct ProxyProtocolApp<A> {
     inner: Arc<A>,
     table: Arc<SharedTable>,
@@ -197,30 +193,6 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
-    }
-}
-
-/// Reads the PROXY header of TLS connections before their handshake.
-pub struct PreTls {
-    table: Arc<SharedTable>,
-}
-
-impl PreTls {
-    pub fn new(table: Arc<SharedTable>) -> Self {
-        PreTls { table }
-    }
-}
-
-#[async_trait]
-impl PreTlsProcess for PreTls {
-    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
-        if !self.table.load().globals.use_proxy_protocol {
-            return Ok(());
-        }
-        accept_header(stream).await.map_err(|e| {
-            debug!(error = %e, "closing TLS connection: use-proxy-protocol is on");
-            Error::explain(ErrorType::HandshakeError, e)
-        })
     }
 }
 

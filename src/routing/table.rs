@@ -284,6 +284,12 @@ pub struct GlobalSettings {
     pub enable_real_ip: bool,
     /// `use-proxy-protocol`: every connection starts with a PROXY protocol v1/v2 header.
     pub use_proxy_protocol: bool,
+    /// `ssl-session-cache`: TLS sessions are kept for resumption (shared by workers).
+    pub ssl_session_cache: bool,
+    /// `ssl-session-timeout`: how long a cached session can be resumed.
+    pub ssl_session_timeout: Duration,
+    /// `ssl-session-tickets`: stateless session tickets (ingress-nginx: off).
+    pub ssl_session_tickets: bool,
     /// `generate-request-id`: a request without X-Request-ID gets a new one.
     pub generate_request_id: bool,
     /// `proxy-set-headers`: set on every request to a backend.
@@ -359,6 +365,9 @@ impl Default for GlobalSettings {
             },
             enable_real_ip: false,
             use_proxy_protocol: false,
+            ssl_session_cache: true,
+            ssl_session_timeout: Duration::from_secs(600),
+            ssl_session_tickets: false,
             generate_request_id: true,
             proxy_set_headers: Arc::new([]),
             add_headers: Arc::new([]),

@@ -163,6 +163,7 @@ pub fn globals(
         ))
     };
     framing_limits(&mut g, data, &mut invalid);
+    tls_sessions(&mut g, data, &mut invalid);
     // HTTP/2 limits (hardening, issue 11).
     http2_limits(&mut g, data, &mut invalid);
     use super::annotations::policy::{parse_on_off, parse_size};
@@ -238,6 +239,32 @@ fn framing_limits(
         match parsed {
             Some(v) => g.large_client_header_buffers = v,
             None => invalid("large-client-header-buffers", raw, "4 8k".into()),
+        }
+    }
+}
+
+/// TLS session resumption (`proxy::tls`): `ssl-session-cache`, `ssl-session-timeout`,
+/// `ssl-session-tickets`, applied live.
+fn tls_sessions(
+    g: &mut GlobalSettings,
+    data: &BTreeMap<String, String>,
+    invalid: &mut dyn FnMut(&str, &str, String),
+) {
+    for (key, slot) in [
+        ("ssl-session-cache", &mut g.ssl_session_cache),
+        ("ssl-session-tickets", &mut g.ssl_session_tickets),
+    ] {
+        if let Some(raw) = data.get(key) {
+            match parse_bool(raw) {
+                Some(b) => *slot = b,
+                None => invalid(key, raw, slot.to_string()),
+            }
+        }
+    }
+    if let Some(raw) = data.get("ssl-session-timeout") {
+        match parse_nginx_time(raw).filter(|d| !d.is_zero()) {
+            Some(d) => g.ssl_session_timeout = d,
+            None => invalid("ssl-session-timeout", raw, "10m".into()),
         }
     }
 }

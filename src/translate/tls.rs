@@ -64,7 +64,7 @@ pub fn parse_pem(crt: &[u8], key: &[u8]) -> Result<ParsedCert> {
     }
     let key =
         PrivateKeyDer::from_pem_slice(key).map_err(|e| Error::Secret(format!("tls.key: {e}")))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+    let signer = crate::routing::certs::signing_key(&key)
         .map_err(|e| Error::Secret(format!("tls.key: unsupported key: {e}")))?;
     let certified = CertifiedKey::new(chain, signer);
     certified.keys_match().map_err(|_| {

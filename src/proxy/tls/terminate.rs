@@ -1,0 +1,109 @@
+//! The TLS handshake of the HTTPS listener, run by sluice rather than by Pingora's
+//! listener so that every worker uses the one shared `ServerConfig` (and so one session
+//! cache and one set of ticket keys: a session resumes whichever worker the kernel
+//! gives the connection to). Pingora 0.9's `TlsSettings` builds a config per listener
+//! with no hook for either.
+//!
+//! The HTTPS port is an ordinary TCP listener; [`TlsTerminate`] tells its connections
+//! from the HTTP port's by the local port, reads the PROXY header first when
+//! `use-proxy-protocol` is on, then runs the handshake with Pingora's own acceptor
+//! (the same `TlsStream` and digests as before, so ALPN, h2 and `ssl_digest` work
+//! unchanged). The handshake is bounded by the same 60 s Pingora's listener used.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use rustls::ServerConfig;
+use tracing::debug;
+
+use crate::routing::SharedTable;
+
+/// The longest a client may take over its handshake (Pingora's listener bound).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Wraps the HTTP application: connections to `tls_port` are TLS-terminated first.
+pub struct TlsTerminate<A> {
+    inner: Arc<A>,
+    acceptor: Acceptor,
+    tls_port: u16,
+    table: Arc<SharedTable>,
+}
+
+impl<A> TlsTerminate<A> {
+    pub fn new(
+        inner: A,
+        config: Arc<ServerConfig>,
+        tls_port: u16,
+        table: Arc<SharedTable>,
+    ) -> Self {
+        TlsTerminate {
+            inner: Arc::new(inner),
+            acceptor: Acceptor::from_server_config(config),
+            tls_port,
+            table,
+        }
+    }
+
+    fn is_tls_port(&self, stream: &Stream) -> bool {
+        stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()))
+            == Some(self.tls_port)
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if stream.get_ssl_digest().is_some() || !self.is_tls_port(&stream) {
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        // The listener hands over its own L4 stream; anything else is not ours to
+        // terminate.
+        let mut l4: L4Stream = match stream.into_any().downcast::<L4Stream>() {
+            Ok(s) => *s,
+            Err(_) => {
+                debug!("closing connection: not a TCP stream on the HTTPS port");
+                return None;
+            }
+        };
+        let handshake = async {
+            if self.table.load().globals.use_proxy_protocol {
+                if let Err(e) = crate::proxy::proxy_protocol::accept_header(&mut l4).await {
+                    debug!(error = %e, "closing TLS connection: use-proxy-protocol is on");
+                    return None;
+                }
+            }
+            match self.acceptor.tls_handshake(l4).await {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    debug!(error = %e, "TLS handshake failed");
+                    None
+                }
+            }
+        };
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Some(tls)) => tls,
+            Ok(None) => return None,
+            Err(_) => {
+                debug!("closing connection: TLS handshake timed out");
+                return None;
+            }
+        };
+        self.inner.process_new(Box::new(tls), shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
