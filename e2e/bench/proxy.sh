@@ -22,11 +22,15 @@
 # 2-core box the absolute figures are noisy and move between runs; only the ratios
 # between rows of ONE run mean anything (and even those by a few percent).
 #
-# Usage: e2e/bench/proxy.sh [--quick] [--no-build] [--balance | --no-balance]
+# After the main rows, the per-shape rows (e2e/bench/rows.sh): a new connection per
+# request, 1 KiB / 100 KiB / 1 MiB responses, a 1 MB upload, h2c, and 5000 hosts.
+#
+# Usage: e2e/bench/proxy.sh [--quick] [--no-build] [--balance | --no-balance] [--no-rows]
 #   --quick       3 s measurement per target instead of BENCH_DURATION
 #   --no-build    use the binaries already built (see CARGO_TARGET_DIR)
 #   --balance     run only the balancing section
 #   --no-balance  skip the balancing section
+#   --no-rows     skip the per-shape rows
 # Environment:
 #   BENCH_WORKERS      worker processes/threads for every proxy (default: nproc)
 #   BENCH_DURATION     seconds of measurement per target (default 10)
@@ -44,12 +48,14 @@ DURATION=${BENCH_DURATION:-10}
 BUILD=1
 RUN_MAIN=1
 RUN_BALANCE=1
+RUN_ROWS=1
 for arg in "$@"; do
     case "$arg" in
         --quick) DURATION=3 ;;
         --no-build) BUILD=0 ;;
         --balance) RUN_MAIN=0 RUN_BALANCE=1 ;;
         --no-balance) RUN_MAIN=1 RUN_BALANCE=0 ;;
+        --no-rows) RUN_ROWS=0 ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
             exit 0
@@ -113,8 +119,12 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(ngin
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(haproxy)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+((RUN_MAIN)) || RUN_ROWS=0
+((RUN_ROWS)) && ! command -v h2load >/dev/null 2>&1 && need_pkgs+=(nghttp2-client)
 # shellcheck source=e2e/bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
+# shellcheck source=e2e/bench/rows.sh
+source "$SCRIPT_DIR/rows.sh"
 bench_install "${need_pkgs[@]}"
 export PATH="$PATH:/usr/sbin:/sbin"
 bench_build "$BUILD"
@@ -124,6 +134,8 @@ bench_tmp sluice-bench
 ports=("$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$SLUICE_HTTPS_PORT")
 ((RUN_MAIN)) && ports+=("$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$FLOOR_PORT" "$NGINX_LOG_PORT" "$HAPROXY_LOG_PORT" "$SLUICE_LOG_PORT" "$SLUICE_LOG_ADMIN_PORT" "$SLUICE_LOG_HTTPS_PORT")
 ((RUN_BALANCE)) && ports+=("${BAL_BACKEND_PORTS[@]}" "$NGINX_RR_PORT" "$NGINX_HASH_PORT" "$HAPROXY_RR_PORT" "$HAPROXY_HASH_PORT")
+# shellcheck disable=SC2207 # space-separated port numbers
+((RUN_ROWS)) && ports+=($(rows_ports))
 for p in "${ports[@]}"; do
     port_busy "$p" && die "127.0.0.1:$p is already in use; stop whatever listens there"
 done
@@ -275,6 +287,7 @@ EOF
         nginx_upstream upstream_balancer "" $BACKEND_PORT
         nginx_server $NGINX_PORT upstream_balancer
         nginx_server $NGINX_LOG_PORT upstream_balancer "access_log $TMP/nginx-access.log upstreaminfo;"
+        ((RUN_ROWS)) && rows_nginx_conf
     fi
     if ((RUN_BALANCE)); then
         # ingress-nginx balances in Lua; these are nginx's own round robin and ketama hash.
@@ -347,6 +360,7 @@ EOF
     log-format "%ci - - [%tr] \"%r\" %ST %B \"%[capture.req.hdr(0)]\" \"%[capture.req.hdr(1)]\" %U %Ta [default-bench-80] [] %si:%sp %B %Tr %ST %ID"
 EOF
         printf '\nbackend be\n    server s1 127.0.0.1:%s\n' $BACKEND_PORT
+        ((RUN_ROWS)) && rows_haproxy_conf
     fi
     if ((RUN_BALANCE)); then
         haproxy_frontend fe_rr $HAPROXY_RR_PORT be_rr
@@ -470,9 +484,10 @@ EOF
         done
     } >"$TMP/manifests/balance.yaml"
 fi
-# start_sluice URL HOST [NAME HTTP ADMIN HTTPS LOG]: start sluice (default: the log-off
-# instance on SLUICE_PORT; LOG=1 writes its access log, stdout, to $TMP/NAME-access.log),
-# wait for /readyz and a 2xx from URL with Host: HOST.
+# start_sluice URL HOST [NAME HTTP ADMIN HTTPS LOG DIR]: start sluice (default: the log-off
+# instance on SLUICE_PORT; LOG=1 writes its access log, stdout, to $TMP/NAME-access.log;
+# DIR: the manifests, default $TMP/manifests), wait for /readyz and a 2xx from URL with
+# Host: HOST.
 start_sluice() {
     local name=${3:-sluice} http=${4:-$SLUICE_PORT} admin=${5:-$SLUICE_ADMIN_PORT} https=${6:-$SLUICE_HTTPS_PORT}
     local log_flag=(--no-access-log) out=/dev/null
@@ -488,7 +503,7 @@ start_sluice() {
         echo "$SLUICE_BIN not built"
         return 1
     }
-    SLUICE_WORKERS=$WORKERS "$SLUICE_BIN" --manifests "$TMP/manifests" \
+    SLUICE_WORKERS=$WORKERS "$SLUICE_BIN" --manifests "${8:-$TMP/manifests}" \
         --http-listen "127.0.0.1:$http" --admin-listen "127.0.0.1:$admin" \
         --https-listen "127.0.0.1:$https" "${log_flag[@]}" \
         >"$out" 2>"$TMP/$name.log" &
@@ -542,6 +557,10 @@ if ((RUN_MAIN)); then
     PROC[nginx-log]=${PROC[nginx]}
     PROC[haproxy]=$HAPROXY_PID
     PROC[haproxy-log]=$HAPROXY_PID
+    if ((RUN_ROWS)); then
+        rows_start_sluice >"$TMP/sluice-hosts.start" || ROWS_SLUICE_FAIL=$(tr '\n' ' ' <"$TMP/sluice-hosts.start")
+        ROWS_SLUICE_PID=${PIDS[-1]}
+    fi
     if ((RUN_BALANCE)) && [[ -z ${FAIL[sluice]:-} ]]; then
         reason=$(wait_http sluice "${PIDS[-1]}" "$SLUICE_URL" 5 rr.balance.local) || FAIL[sluice]=$reason
     fi
@@ -584,11 +603,11 @@ measure() {
     local key=$1 url=$2 host=$3 out="$TMP/wrk-$1.txt" errs non2xx sock c0 c1 n
     shift 3
     log "measuring $key (${WARMUP}s warm-up + ${DURATION}s)"
-    local wrk_args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -H "Host: $host" "$@")
+    local wrk_args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -H "Host: $host" -s "${WRK_SCRIPT:-$TMP/pctl.lua}" "$@")
     timeout $((WARMUP + 30)) wrk "${wrk_args[@]}" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
     # shellcheck disable=SC2086 # PROC holds a list of PIDs
     c0=$(cpu_split ${PROC[$key]:-})
-    if ! timeout $((DURATION + 30)) wrk "${wrk_args[@]}" -d"${DURATION}s" --latency -s "$TMP/pctl.lua" "$url" >"$out" 2>&1; then
+    if ! timeout $((DURATION + 30)) wrk "${wrk_args[@]}" -d"${DURATION}s" --latency "$url" >"$out" 2>&1; then
         FAIL[$key]="wrk failed: $(tail -n 2 "$out" | tr '\n' ' ')"
         return 0
     fi
@@ -673,6 +692,10 @@ if ((RUN_MAIN)); then
     echo "# log on:          sluice-log/floor $(ratio sluice-log floor) (goal <= x1.10)  sluice-log/nginx-log $(ratio sluice-log nginx-log)  sluice-log/sluice $(ratio sluice-log sluice)"
     if [[ -n ${RPS[sluice]:-} && -n ${RPS[sluice-log]:-} ]]; then
         echo "# access log throughput cost: sluice-log req/s / sluice req/s $(awk -v a="${RPS[sluice-log]}" -v b="${RPS[sluice]}" 'BEGIN {printf "x%.3f", a / b}') (goal >= x0.90)"
+    fi
+    if ((RUN_ROWS)); then
+        rows_run
+        rows_report
     fi
 fi
 

@@ -3,6 +3,7 @@
 # front of one sluice-echo backend, in one run. This is a benchmark, not a test.
 #
 #   1. full handshakes/s, one new connection (and one HTTP/1.0 request) per handshake,
+#      and TLS 1.2 resumptions/s (s_time -reuse),
 #      with an ECDSA P-256 and, separately, an RSA-2048 certificate;
 #   2. keep-alive HTTPS requests/s over HTTP/1.1 (wrk) and over h2 (h2load);
 #   3. sluice alone with 10,000 distinct certificates (10,000 kubernetes.io/tls Secrets and
@@ -162,8 +163,11 @@ nginx_server() { # PORT CERT-NAME
         ssl_certificate $TMP/certs/$2.crt;
         ssl_certificate_key $TMP/certs/$2.key;
         ssl_protocols TLSv1.2 TLSv1.3;
-        # No resumption: every handshake is full (s_time never offers a session anyway).
-        ssl_session_cache off;
+        # ingress-nginx's defaults: a shared session cache, no tickets. The full-handshake
+        # rows are full anyway (s_time -new never offers a session); the resumption row
+        # uses the cache.
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 10m;
         ssl_session_tickets off;
 
         location / {
@@ -426,14 +430,20 @@ done
 
 # ---------------------------------------------------------------- measure
 declare -A RATE CPU NOTE
-# hs_run SERVER CERT: full handshakes/s with HS_CLIENTS `openssl s_time -new` processes.
+# hs_run SERVER CERT [reuse]: full handshakes/s with HS_CLIENTS `openssl s_time -new`
+# processes, or with `reuse`, TLS 1.2 resumptions/s (`s_time -reuse`: every connection
+# offers the session of the first; TLS 1.2 session IDs, which both servers keep in a
+# cache shared by their workers).
 hs_run() {
-    local s=$1 c=$2 p=${PORT[$1.$2]} key="hs.$2.$1" i
+    local s=$1 c=$2 p=${PORT[$1.$2]} key="hs.$2.$1" i mode=(-new) tag=$2
+    if [[ ${3:-} == reuse ]]; then
+        key="rs.$2.$1" mode=(-reuse -tls1_2) tag="$2-reuse"
+    fi
     local -a spids=() files=()
-    log "handshakes $c $s (${WARMUP}s warm-up + ${DURATION}s, $HS_CLIENTS x openssl s_time -new)"
+    log "handshakes $tag $s (${WARMUP}s warm-up + ${DURATION}s, $HS_CLIENTS x openssl s_time ${mode[*]})"
     for ((i = 0; i < HS_CLIENTS; i++)); do
-        files+=("$TMP/stime-$c-$s-$i.txt")
-        openssl s_time -connect "127.0.0.1:$p" -new -time $((WARMUP + DURATION + 2)) \
+        files+=("$TMP/stime-$tag-$s-$i.txt")
+        openssl s_time -connect "127.0.0.1:$p" "${mode[@]}" -time $((WARMUP + DURATION + 2)) \
             -www "$STIME_PATH" >"${files[i]}" 2>"${files[i]%.txt}.err" &
         spids+=($!)
     done
@@ -461,7 +471,7 @@ hs_run() {
         wait "${spids[i]}" 2>/dev/null || true
     done
     if ((early)); then
-        FAIL[$key]="$early s_time process(es) ended early: $(cat "$TMP/stime-$c-$s-"*.err | tail -n 3 | tr '\n' ' ')"
+        FAIL[$key]="$early s_time process(es) ended early: $(cat "$TMP/stime-$tag-$s-"*.err | tail -n 3 | tr '\n' ' ')"
         return
     fi
     local n=$((n1 - n0))
@@ -471,7 +481,11 @@ hs_run() {
     }
     RATE[$key]=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
     CPU[$key]=$(awk -v d="$((c1 - c0))" -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", d * 1e6 / hz / n}')
-    ((r1 - r0 == 0)) || NOTE[$key]+="$s resumed $((r1 - r0)) of $n; "
+    if [[ ${3:-} == reuse ]]; then
+        NOTE[$key]+="$s resumed $((r1 - r0)) of $n; "
+    else
+        ((r1 - r0 == 0)) || NOTE[$key]+="$s resumed $((r1 - r0)) of $n; "
+    fi
 }
 
 # ka_h1 SERVER: keep-alive HTTP/1.1 over TLS with wrk (ECDSA certificate).
@@ -544,6 +558,9 @@ for c in ecdsa rsa; do
     for s in nginx sluice; do
         if [[ -n ${FAIL[$s]:-} ]]; then FAIL[hs.$c.$s]=${FAIL[$s]}; else hs_run "$s" "$c"; fi
     done
+done
+for s in nginx sluice; do
+    if [[ -n ${FAIL[$s]:-} ]]; then FAIL[rs.ecdsa.$s]=${FAIL[$s]}; else hs_run "$s" ecdsa reuse; fi
 done
 for s in nginx sluice; do
     if [[ -n ${FAIL[$s]:-} ]]; then FAIL[h1.$s]=${FAIL[$s]}; else ka_h1 "$s"; fi
@@ -692,7 +709,7 @@ git -C "$ROOT" --no-optional-locks diff --quiet HEAD -- 2>/dev/null || rev+="-di
 rustls_v=$(awk '/^name = "rustls"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' "$ROOT/Cargo.lock" 2>/dev/null || true)
 nginx_ssl=$(nginx -V 2>&1 | sed -n 's/.*running with OpenSSL \([^ ]*\).*/\1/p; s/^built with OpenSSL \([^ ]*\) .*/\1/p' | tail -n 1)
 echo
-echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  nproc=$NPROC  workers=$WORKERS  sluice $rev (rustls ${rustls_v:-?}/ring)  nginx $(version_of nginx -v) (OpenSSL ${nginx_ssl:-?})  $(openssl version | cut -d' ' -f1-2)  wrk $(version_of wrk -v)  h2load $(version_of h2load --version)"
+echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  nproc=$NPROC  workers=$WORKERS  sluice $rev (rustls ${rustls_v:-?}/aws-lc-rs)  nginx $(version_of nginx -v) (OpenSSL ${nginx_ssl:-?})  $(openssl version | cut -d' ' -f1-2)  wrk $(version_of wrk -v)  h2load $(version_of h2load --version)"
 echo "# handshakes: ${HS_CLIENTS} x openssl s_time -new, one HTTP/1.0 GET $BENCH_PATH per connection, no SNI; keep-alive: wrk -t$THREADS -c$CONNS / h2load -t$THREADS -c$CONNS -m$STREAMS, ECDSA cert; ${WARMUP}s warm-up + ${DURATION}s each"
 for s in nginx sluice; do
     [[ -z ${FAIL[$s]:-} ]] || continue
@@ -715,6 +732,7 @@ row() { # LABEL KEY-PREFIX
 }
 row 'handshake ECDSA P-256' hs.ecdsa
 row 'handshake RSA-2048' hs.rsa
+row 'resumption TLS1.2 ECDSA' rs.ecdsa
 row 'keep-alive HTTP/1.1' h1
 row 'keep-alive h2' h2
 echo "# /s: handshakes (= requests) or requests per second; us: server CPU (user+sys, sluice process or nginx workers) per request; ratio: sluice / nginx (above x1.00 is better for /s, below x1.00 for us)"
