@@ -23,6 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::http::RequestHeader;
 
+use crate::routing::cookie;
 use crate::routing::{normalize_host, normalize_path, LogEscape, Route, Template, Var};
 
 /// Everything a variable can be rendered from. Response-side values are `None` while
@@ -151,15 +152,7 @@ impl<'a> Vars<'a> {
             Var::ServiceName => Cow::Borrowed(route.map_or("", |r| &r.backend.service)),
             Var::ServicePort => Cow::Borrowed(route.map_or("", |r| &r.backend.port)),
             Var::Http(name) => self.header(name)?,
-            Var::Cookie(name) => {
-                let cookies = self.header("cookie")?;
-                cookies
-                    .split(';')
-                    .filter_map(|c| c.trim().split_once('='))
-                    .find(|(k, _)| k == &name.as_ref())
-                    .map(|(_, v)| v.to_string())?
-                    .into()
-            }
+            Var::Cookie(name) => String::from_utf8_lossy(cookie::get_bytes(&req.headers, name)?),
             Var::Arg(name) => req
                 .uri
                 .query()?

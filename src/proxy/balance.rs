@@ -36,6 +36,7 @@ use pingora::http::RequestHeader;
 use ring::hmac;
 
 use crate::routing::balance::stable_hash;
+use crate::routing::cookie;
 use crate::routing::{AffinityMode, Backend, CookieAffinity, HashKey, KeyPart, LbPolicy, Route};
 
 /// How long the EWMA remembers (ingress-nginx's decay time).
@@ -387,7 +388,8 @@ impl Balancer {
     ) -> Option<Pick> {
         let backend = &*route.backend;
         let addrs = backend.addrs();
-        let cookie = super::canary::own_affinity_cookie(route, cookie_value(info.req, &aff.name));
+        let cookie =
+            super::canary::own_affinity_cookie(route, cookie::get(&info.req.headers, &aff.name));
         match aff.mode {
             AffinityMode::Persistent => {
                 let ids = backend.persistent_ids.get_or_init(|| {
@@ -475,19 +477,6 @@ fn token_for(ring: &crate::routing::Ring, j: usize) -> Option<String> {
         .find(|t| ring.pick(stable_hash(t.as_bytes()), |_| true) == Some(j))
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.trim_matches('"'))
-        })
-}
-
 /// Evaluates an `upstream-hash-by` expression for a request.
 pub fn eval(key: &HashKey, info: &RequestInfo<'_>) -> String {
     let mut out = String::new();
@@ -513,7 +502,7 @@ pub fn eval(key: &HashKey, info: &RequestInfo<'_>) -> String {
                 }
             }
             KeyPart::Cookie(c) => {
-                if let Some(v) = cookie_value(info.req, c) {
+                if let Some(v) = cookie::get(&info.req.headers, c) {
                     out.push_str(v);
                 }
             }

@@ -14,8 +14,9 @@
 //!    canary; else with `canary-by-header-pattern`, a regex match does (unanchored,
 //!    case-sensitive, as `ngx.re.match`); else `always` selects the canary and `never`
 //!    the main backend. Any other value, or no header, falls through.
-//! 3. `canary-by-cookie`: `always` / `never` as for the header (cookie name matched
-//!    case-insensitively, as nginx's `$cookie_` variables); any other value falls through.
+//! 3. `canary-by-cookie`: `always` / `never` as for the header (the cookie read by
+//!    [`crate::routing::cookie`], name case-insensitive as nginx's `$cookie_`); any
+//!    other value falls through.
 //! 4. `canary-weight`: a fair draw (`fastrand`) of 1..=total, canary when ≤ weight.
 //!
 //! A canary whose Service has no endpoints is never attached (translation), so such
@@ -26,7 +27,8 @@ use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
-use super::balance::{cookie_value, Pick};
+use super::balance::Pick;
+use crate::routing::cookie;
 use crate::routing::{AffinityMode, Canary, Policy, Route};
 
 /// Appended to affinity cookie values the canary issues.
@@ -46,7 +48,7 @@ fn to_canary(
     mut draw: impl FnMut() -> u32,
 ) -> bool {
     if let Some(aff) = &route.affinity {
-        if let Some(v) = cookie_value(req, &aff.name) {
+        if let Some(v) = cookie::get(&req.headers, &aff.name) {
             if let Some(inner) = v.strip_suffix(CANARY_MARK) {
                 if canary.route.affinity.is_some() && main_format(aff.mode, inner) {
                     return true;
@@ -73,7 +75,11 @@ fn to_canary(
             return false;
         }
     }
-    if let Some(value) = rules.cookie.as_deref().and_then(|c| cookie_ci(req, c)) {
+    if let Some(value) = rules
+        .cookie
+        .as_deref()
+        .and_then(|c| cookie::get(&req.headers, c))
+    {
         match value {
             "always" => return true,
             "never" => return false,
@@ -102,19 +108,6 @@ fn main_format(mode: AffinityMode, v: &str) -> bool {
         AffinityMode::Persistent => 16,
     };
     v.len() == len && v.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A cookie by name, case-insensitively, as nginx's `$cookie_<name>`.
-fn cookie_ci<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
 }
 
 /// The affinity cookie value as `route`'s balancer should read it: a canary route sees

@@ -508,7 +508,7 @@ impl Template {
                             .unwrap_or(""),
                     ),
                     Var::Arg(a) => out.push_str(arg(query(v.request_uri), a).unwrap_or("")),
-                    Var::Cookie(c) => out.push_str(cookie(v.headers, c).unwrap_or("")),
+                    Var::Cookie(c) => out.push_str(super::cookie::get(v.headers, c).unwrap_or("")),
                 },
             }
         }
@@ -582,18 +582,6 @@ fn arg<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         k.eq_ignore_ascii_case(name).then_some(v)
     })
-}
-
-fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
 }
 
 /// Percent-encodes everything but `A-Za-z0-9-._~` (set-misc's `set_escape_uri`, which

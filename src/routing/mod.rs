@@ -7,6 +7,7 @@ pub mod auth;
 pub mod balance;
 pub mod canary;
 pub mod certs;
+pub mod cookie;
 pub mod cors;
 pub mod limits;
 pub mod matcher;
