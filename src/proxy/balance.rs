@@ -37,7 +37,9 @@ use ring::hmac;
 
 use crate::routing::balance::stable_hash;
 use crate::routing::cookie;
-use crate::routing::{AffinityMode, Backend, CookieAffinity, HashKey, KeyPart, LbPolicy, Route};
+use crate::routing::{
+    AffinityMode, Backend, CookieAffinity, HashKey, LbPolicy, RequestVars, Route,
+};
 
 /// How long the EWMA remembers (ingress-nginx's decay time).
 const EWMA_DECAY: Duration = Duration::from_secs(10);
@@ -120,8 +122,8 @@ impl std::fmt::Debug for Balancer {
 pub struct RequestInfo<'a> {
     pub req: &'a RequestHeader,
     pub client_ip: Option<IpAddr>,
-    pub host: &'a str,
-    pub path: &'a str,
+    /// `Host`, else the HTTP/2 `:authority`, as received.
+    pub http_host: &'a str,
 }
 
 impl Balancer {
@@ -477,48 +479,20 @@ fn token_for(ring: &crate::routing::Ring, j: usize) -> Option<String> {
         .find(|t| ring.pick(stable_hash(t.as_bytes()), |_| true) == Some(j))
 }
 
-/// Evaluates an `upstream-hash-by` expression for a request.
+/// Evaluates an `upstream-hash-by` expression for a request (variables not found are
+/// empty, as in nginx).
 pub fn eval(key: &HashKey, info: &RequestInfo<'_>) -> String {
-    let mut out = String::new();
-    for part in &key.parts {
-        match part {
-            KeyPart::Literal(s) => out.push_str(s),
-            KeyPart::RequestUri => out.push_str(
-                info.req
-                    .uri
-                    .path_and_query()
-                    .map_or(info.path, |p| p.as_str()),
-            ),
-            KeyPart::Uri => out.push_str(info.path),
-            KeyPart::Host => out.push_str(info.host),
-            KeyPart::RemoteAddr => {
-                if let Some(ip) = info.client_ip {
-                    out.push_str(&ip.to_string());
-                }
-            }
-            KeyPart::Header(h) => {
-                if let Some(v) = info.req.headers.get(&**h).and_then(|v| v.to_str().ok()) {
-                    out.push_str(v);
-                }
-            }
-            KeyPart::Cookie(c) => {
-                if let Some(v) = cookie::get(&info.req.headers, c) {
-                    out.push_str(v);
-                }
-            }
-            KeyPart::Arg(a) => {
-                if let Some(v) = info.req.uri.query().and_then(|q| {
-                    q.split('&').find_map(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (k == &**a).then_some(v)
-                    })
-                }) {
-                    out.push_str(v);
-                }
-            }
-        }
-    }
-    out
+    let vars = RequestVars {
+        method: &info.req.method,
+        uri: &info.req.uri,
+        headers: &info.req.headers,
+        http_host: info.http_host,
+        // The hash-key dialect admits neither `$scheme` nor `$server_port`.
+        scheme: "",
+        server_port: 0,
+        remote_addr: info.client_ip,
+    };
+    key.template.expand(&vars)
 }
 
 /// The `Set-Cookie` value for an affinity cookie.
@@ -633,8 +607,7 @@ mod tests {
         let info = RequestInfo {
             req: &h,
             client_ip: None,
-            host: "h",
-            path: "/",
+            http_host: "h",
         };
         let addrs = r.backend.addrs().to_vec();
         let picks: Vec<_> = (0..4)
@@ -663,8 +636,7 @@ mod tests {
         let info = RequestInfo {
             req: &h,
             client_ip: None,
-            host: "h",
-            path: "/",
+            http_host: "h",
         };
         let to_fast = (0..100)
             .filter(|_| b.pick(&r, &info, &[]).unwrap().addr == fast)
@@ -683,8 +655,7 @@ mod tests {
         let info = RequestInfo {
             req: &h,
             client_ip: None,
-            host: "h",
-            path: "/a",
+            http_host: "h",
         };
         let first = b.pick(&r, &info, &[]).unwrap().addr;
         for _ in 0..10 {
@@ -708,8 +679,7 @@ mod tests {
         let info = |h| RequestInfo {
             req: h,
             client_ip: None,
-            host: "h",
-            path: "/",
+            http_host: "h",
         };
         let p = b.pick(&r, &info(&h), &[]).unwrap();
         let value = p.set_cookie.unwrap();

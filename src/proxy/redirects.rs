@@ -6,15 +6,16 @@
 //! replacement with a 302, captures substituted and the query string appended).
 //!
 //! Owns only the decision and the `Location` text; writing the response stays in
-//! `service`. Variables are expanded by the one nginx-variable expander for URLs,
-//! [`crate::routing::auth::Template`]. Nothing here allocates unless a redirect applies.
+//! `service`. Variables are expanded by the one nginx-variable evaluator,
+//! [`crate::routing::template`] (its URL dialect). Nothing here allocates unless a
+//! redirect applies.
 
 use std::net::IpAddr;
 
 use pingora::http::RequestHeader;
 
-use crate::routing::auth::RequestVars;
-use crate::routing::{normalize_host, Route};
+use crate::routing::template::RequestVars;
+use crate::routing::Route;
 
 /// What the variables of a redirect target are expanded from, besides the request.
 pub struct Facts<'a> {
@@ -35,18 +36,14 @@ pub fn app_root(route: &Route, req: &RequestHeader, f: &Facts<'_>) -> Option<Str
     }
     let root = route.policy.app_root.as_ref()?;
     let scheme = if f.tls { "https" } else { "http" };
-    let host = normalize_host(f.http_host);
-    let remote = f.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let vars = RequestVars {
-        host: &host,
+        method: &req.method,
+        uri: &req.uri,
+        headers: &req.headers,
         http_host: f.http_host,
         scheme,
-        request_uri: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-        uri: f.uri,
-        method: req.method.as_str(),
-        remote_addr: &remote,
         server_port: f.server_port,
-        headers: &req.headers,
+        remote_addr: f.client_ip,
     };
     Some(format!("{scheme}://{}{}", f.http_host, root.expand(&vars)))
 }

@@ -670,16 +670,10 @@ impl ProxyHttp for SluiceProxy {
         let addr = match &route.backend.endpoints {
             Endpoints::Addrs(_) => {
                 let req = session.req_header();
-                let host = request_host(req).map(crate::routing::normalize_host);
-                let path = match route.lb {
-                    LbPolicy::Hash(_) => normalize_path(req.uri.path()).unwrap_or_default(),
-                    _ => std::borrow::Cow::Borrowed(""),
-                };
                 let info = RequestInfo {
                     req,
                     client_ip,
-                    host: host.as_deref().unwrap_or(""),
-                    path: &path,
+                    http_host: request_host(req).unwrap_or(""),
                 };
                 let balancer = &self.options.balancer;
                 balancer.pick(route, &info, &ctx.failed).map(|p| {

@@ -16,7 +16,7 @@ pub mod table;
 pub mod template;
 
 pub use balance::{
-    AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, RetryStatuses, Ring,
+    AffinityMode, CookieAffinity, HashKey, LbPolicy, NextUpstream, RetryStatuses, Ring,
 };
 pub use canary::{Canary, CanaryRules};
 pub use certs::CertTable;
@@ -28,4 +28,6 @@ pub use table::{
     Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,
     UpstreamProtocol, UpstreamTls,
 };
-pub use template::{HeaderTemplate, LogEscape, LogFormat, Template, Var};
+pub use template::{
+    Dialect, HeaderTemplate, LogEscape, LogFormat, RequestVars, Template, TemplateError, Var,
+};
