@@ -13,6 +13,11 @@
 //! that already failed this request, or are passively marked down, are skipped while
 //! any other remains.
 //!
+//! A canary route's affinity cookies carry [`CANARY_MARK`], so each of the main and the
+//! canary balancer reads only the cookies it issued (and `canary` can tell a client
+//! pinned to either); the mark lives here with the rest of cookie affinity, and this
+//! module imports nothing else from the proxy.
+//!
 //! Cookie values never reveal an address: `balanced` cookies are random tokens placed on
 //! the hash ring (so they need no rewriting when an endpoint goes: the ring sends the
 //! token to a neighbour); `persistent` cookies are HMAC-SHA256 of the endpoint address
@@ -290,7 +295,7 @@ impl Balancer {
                 })
             };
             if let Some(p) = pick {
-                return Some(super::canary::mark_pick(route, p));
+                return Some(mark_pick(route, p));
             }
         }
         None
@@ -390,8 +395,7 @@ impl Balancer {
     ) -> Option<Pick> {
         let backend = &*route.backend;
         let addrs = backend.addrs();
-        let cookie =
-            super::canary::own_affinity_cookie(route, cookie::get(&info.req.headers, &aff.name));
+        let cookie = own_affinity_cookie(route, cookie::get(&info.req.headers, &aff.name));
         match aff.mode {
             AffinityMode::Persistent => {
                 let ids = backend.persistent_ids.get_or_init(|| {
@@ -493,6 +497,29 @@ pub fn eval(key: &HashKey, info: &RequestInfo<'_>) -> String {
         remote_addr: info.client_ip,
     };
     key.template.expand(&vars)
+}
+
+/// Appended to affinity cookie values the canary issues.
+pub const CANARY_MARK: &str = "-canary";
+
+/// The affinity cookie value as `route`'s balancer should read it: a canary route sees
+/// only its own (marked) values with the mark removed, a main route only unmarked ones.
+pub fn own_affinity_cookie<'a>(route: &Route, value: Option<&'a str>) -> Option<&'a str> {
+    let v = value?;
+    match v.strip_suffix(CANARY_MARK) {
+        Some(inner) => route.is_canary.then_some(inner),
+        None => (!route.is_canary).then_some(v),
+    }
+}
+
+/// Marks the affinity cookie a canary route issues.
+pub fn mark_pick(route: &Route, mut pick: Pick) -> Pick {
+    if route.is_canary {
+        if let Some(c) = pick.set_cookie.as_mut() {
+            c.push_str(CANARY_MARK);
+        }
+    }
+    pick
 }
 
 /// The `Set-Cookie` value for an affinity cookie.
@@ -693,6 +720,37 @@ mod tests {
         // An unknown (gone) endpoint's cookie is replaced.
         let stale = req("/", Some("S=0123456789abcdef"));
         assert!(b.pick(&r, &info(&stale), &[]).unwrap().set_cookie.is_some());
+    }
+
+    #[test]
+    fn canary_affinity_cookies_carry_the_mark() {
+        let mut main = route(1, LbPolicy::RoundRobin);
+        main.affinity = Some(Arc::new(CookieAffinity::new(AffinityMode::Balanced, "S")));
+        let mut alt = main.clone();
+        alt.is_canary = true;
+        let token = "0123456789abcdef0123456789abcdef";
+        let marked = format!("{token}{CANARY_MARK}");
+        assert_eq!(own_affinity_cookie(&main, Some(token)), Some(token));
+        assert_eq!(own_affinity_cookie(&main, Some(&marked)), None);
+        assert_eq!(own_affinity_cookie(&alt, Some(&marked)), Some(token));
+        assert_eq!(own_affinity_cookie(&alt, Some(token)), None);
+        let p = mark_pick(
+            &alt,
+            Pick {
+                addr: "10.0.0.1:80".parse().unwrap(),
+                set_cookie: Some(token.into()),
+            },
+        );
+        assert_eq!(p.set_cookie.as_deref(), Some(marked.as_str()));
+        // A main route's cookie is left alone.
+        let p = mark_pick(
+            &main,
+            Pick {
+                addr: "10.0.0.1:80".parse().unwrap(),
+                set_cookie: Some(token.into()),
+            },
+        );
+        assert_eq!(p.set_cookie.as_deref(), Some(token));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Canary and host-level routing at request time: whether a request goes to the canary
-//! alternative of its route, the `from-to-www-redirect` answer, and the Location of the
-//! https redirect (`preserve-trailing-slash`).
+//! Canary routing at request time: whether a request goes to the canary alternative of
+//! its route. Reads the affinity cookie (and its canary mark, which `balance` owns with
+//! the rest of cookie affinity); `balance` never calls back into this module.
 //!
 //! The canary decision reproduces ingress-nginx's `route_to_alternative_balancer`:
 //! 1. session affinity first: with cookie affinity on the route, a client whose affinity
@@ -27,12 +27,9 @@ use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
-use super::balance::Pick;
+use super::balance::CANARY_MARK;
 use crate::routing::cookie;
-use crate::routing::{AffinityMode, Canary, Policy, Route};
-
-/// Appended to affinity cookie values the canary issues.
-pub const CANARY_MARK: &str = "-canary";
+use crate::routing::{AffinityMode, Canary, Route};
 
 /// The canary route when the request should go there (else the main route stays).
 pub fn choose(route: &Route, req: &RequestHeader) -> Option<Arc<Route>> {
@@ -108,48 +105,6 @@ fn main_format(mode: AffinityMode, v: &str) -> bool {
         AffinityMode::Persistent => 16,
     };
     v.len() == len && v.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The affinity cookie value as `route`'s balancer should read it: a canary route sees
-/// only its own (marked) values with the mark removed, a main route only unmarked ones.
-pub fn own_affinity_cookie<'a>(route: &Route, value: Option<&'a str>) -> Option<&'a str> {
-    let v = value?;
-    match v.strip_suffix(CANARY_MARK) {
-        Some(inner) => route.is_canary.then_some(inner),
-        None => (!route.is_canary).then_some(v),
-    }
-}
-
-/// Marks the affinity cookie a canary route issues.
-pub fn mark_pick(route: &Route, mut pick: Pick) -> Pick {
-    if route.is_canary {
-        if let Some(c) = pick.set_cookie.as_mut() {
-            c.push_str(CANARY_MARK);
-        }
-    }
-    pick
-}
-
-/// The Location of the redirect to https: ingress-nginx drops one trailing `/` of the
-/// request URI (query included) unless `preserve-trailing-slash` is set.
-pub fn https_location(host: &str, request_uri: &str, preserve_trailing_slash: bool) -> String {
-    let uri = if preserve_trailing_slash {
-        request_uri
-    } else {
-        request_uri.strip_suffix('/').unwrap_or(request_uri)
-    };
-    format!("https://{host}{uri}")
-}
-
-/// `from-to-www-redirect`: the Location for a request to the redirecting host (same
-/// scheme, the other host, the request URI with one trailing `/` dropped, as
-/// ingress-nginx's redirect server). `None` for every other route.
-pub fn www_redirect(policy: &Policy, req: &RequestHeader, tls: bool) -> Option<String> {
-    let to = policy.www_redirect.as_deref()?;
-    let uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = uri.strip_suffix('/').unwrap_or(uri);
-    let scheme = if tls { "https" } else { "http" };
-    Some(format!("{scheme}://{to}{uri}"))
 }
 
 #[cfg(test)]
@@ -293,52 +248,5 @@ mod tests {
         assert!(goes(&r, &[("cookie", &format!("S={token}{CANARY_MARK}"))]));
         // Garbage is no affinity: the rules decide.
         assert!(goes(&r, &[("cookie", "S=garbage")]));
-        let main = &r;
-        let alt = &r.canary.as_ref().unwrap().route;
-        let marked = format!("{token}{CANARY_MARK}");
-        assert_eq!(own_affinity_cookie(main, Some(token)), Some(token));
-        assert_eq!(own_affinity_cookie(main, Some(&marked)), None);
-        assert_eq!(own_affinity_cookie(alt, Some(&marked)), Some(token));
-        assert_eq!(own_affinity_cookie(alt, Some(token)), None);
-        let p = mark_pick(
-            alt,
-            Pick {
-                addr: "10.0.0.1:80".parse().unwrap(),
-                set_cookie: Some(token.into()),
-            },
-        );
-        assert_eq!(p.set_cookie.as_deref(), Some(marked.as_str()));
-    }
-
-    #[test]
-    fn redirect_locations() {
-        assert_eq!(
-            https_location("a.example", "/x/", false),
-            "https://a.example/x"
-        );
-        assert_eq!(https_location("a.example", "/", false), "https://a.example");
-        assert_eq!(
-            https_location("a.example", "/x/?q=1", false),
-            "https://a.example/x/?q=1"
-        );
-        assert_eq!(
-            https_location("a.example", "/x/", true),
-            "https://a.example/x/"
-        );
-        let policy = Policy {
-            www_redirect: Some("example.com".into()),
-            ..Policy::default()
-        };
-        let r = RequestHeader::build("GET", b"/a/b/?x=1", None).unwrap();
-        assert_eq!(
-            www_redirect(&policy, &r, false).as_deref(),
-            Some("http://example.com/a/b/?x=1")
-        );
-        let r = RequestHeader::build("GET", b"/a/", None).unwrap();
-        assert_eq!(
-            www_redirect(&policy, &r, true).as_deref(),
-            Some("https://example.com/a")
-        );
-        assert!(www_redirect(&Policy::default(), &r, true).is_none());
     }
 }

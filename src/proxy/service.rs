@@ -539,7 +539,7 @@ impl ProxyHttp for SluiceProxy {
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let bare_host = crate::routing::normalize_host(host);
             let preserve = route.policy.preserve_trailing_slash;
-            let location = super::canary::https_location(&bare_host, target, preserve);
+            let location = redirects::https_location(&bare_host, target, preserve);
             let code = table.globals.http_redirect_code;
             ctx.table = Some(table);
             ctx.route = Some(route);
@@ -551,7 +551,7 @@ impl ProxyHttp for SluiceProxy {
         // (preaccess), the access lists and authentication (access), the body size.
         let policy = route.policy.clone();
         ctx.route = Some(route);
-        if let Some(l) = super::canary::www_redirect(&policy, session.req_header(), ctx.tls) {
+        if let Some(l) = redirects::www_redirect(&policy, session.req_header(), ctx.tls) {
             let code = ctx
                 .table
                 .as_ref()
