@@ -22,6 +22,7 @@ pub mod h2limits;
 pub mod headers;
 pub mod limits;
 pub mod logwriter;
+pub mod policy;
 pub mod proxy_protocol;
 pub mod redirects;
 pub mod retry;

@@ -24,17 +24,14 @@ use super::cors;
 use super::custom_errors::{self, Origin, Replacement};
 use super::errors;
 use super::headers::{self, Client, ForwardedFor};
-use super::limits::{ConnGuard, Limiter, Refused, Verdict};
+use super::limits::{ConnGuard, Limiter};
+use super::policy::{self, Answer};
 use super::proxy_protocol;
-use super::redirects;
 use super::retry;
 use crate::routing::{
     normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
     UpstreamTls,
 };
-
-/// HTTP-01 challenges must reach the backend over plain HTTP.
-const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 /// Tunables of the data plane that do not come from the table. Upstream timeouts do:
 /// they are read per request from the table's ConfigMap-derived globals.
@@ -74,9 +71,9 @@ impl SluiceProxy {
 /// Per-request state: everything later phases and the access log need.
 pub struct RequestCtx {
     started: Instant,
-    table: Option<Arc<RoutingTable>>,
-    route: Option<Arc<Route>>,
-    request_id: String,
+    pub(super) table: Option<Arc<RoutingTable>>,
+    pub(super) route: Option<Arc<Route>>,
+    pub(super) request_id: String,
     tries: usize,
     /// Endpoints that failed to connect for this request, skipped on retry.
     failed: Vec<SocketAddr>,
@@ -86,7 +83,7 @@ pub struct RequestCtx {
     /// Status sluice answered itself (404/503/...), for the access log.
     own_status: Option<u16>,
     /// The request arrived over TLS.
-    tls: bool,
+    pub(super) tls: bool,
     /// Size of the request head, measured once for the header limit and the access log.
     head_bytes: usize,
     /// The affinity cookie value to send back (new client, or its endpoint changed).
@@ -98,13 +95,13 @@ pub struct RequestCtx {
     /// Counts this request as in flight for the shutdown drain.
     _in_flight: crate::drain::InFlight,
     /// What authentication decided (user, headers for upstream and client).
-    auth: super::auth::AuthState,
+    pub(super) auth: super::auth::AuthState,
     /// The `Access-Control-Allow-Origin` this request earned (`enable-cors`).
-    cors_origin: Option<http::HeaderValue>,
+    pub(super) cors_origin: Option<http::HeaderValue>,
     /// A `limit-connections` slot, held until the request ends.
-    conn_slot: Option<ConnGuard>,
+    pub(super) conn_slot: Option<ConnGuard>,
     /// Who sent the request (decided once in `request_filter`).
-    client: Option<Client>,
+    pub(super) client: Option<Client>,
     /// A custom error page replacing the backend's response.
     error_page: Option<Replacement>,
     // Request bodies (hardening, issue 11).
@@ -492,137 +489,33 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         };
-        // app-root: a server-level rewrite in ingress-nginx, before any location's.
-        let facts = redirects::Facts {
-            http_host: host,
-            uri: &path,
-            tls: ctx.tls,
+        ctx.table = Some(table);
+        ctx.route = Some(route);
+        let facts = policy::Facts {
+            host,
+            path: &path,
             client_ip: client.ip,
             server_port: server_port(session),
         };
-        if let Some(location) = redirects::app_root(&route, req, &facts) {
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond_with(session, 302, ctx, Some(&location)).await?;
-            return Ok(true);
-        }
-        // A denied location answers 503 in place of all its rules (ingress-nginx).
-        if route.policy.denied.is_some() {
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond(session, 503, ctx).await?;
-            return Ok(true);
-        }
-        // CORS (nginx's location rewrite phase: after app-root, before the rest).
-        ctx.cors_origin = cors::decide(&route, req);
-        if cors::is_preflight(req, ctx.cors_origin.as_ref()) {
-            if let (Some(c), Some(o)) = (route.policy.cors.as_ref(), &ctx.cors_origin) {
-                let resp = cors::preflight(c, o)?;
-                ctx.own_status = Some(204);
-                ctx.route = Some(route);
-                ctx.table = Some(table);
-                session.write_response_header(Box::new(resp), true).await?;
-                return Ok(true);
-            }
-        }
-        // The location's own rewrite-phase redirects come before ingress-nginx's https
-        // redirect (Lua, at the end of that phase).
-        if let Some((code, location)) = redirects::location(&route, req, &path) {
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond_with(session, code, ctx, Some(&location)).await?;
-            return Ok(true);
-        }
-        let https = ctx.tls || headers::client_scheme(req, &client, ctx.tls) == "https";
-        if route.ssl_redirect && !https && !path.starts_with(ACME_CHALLENGE) {
-            // ingress-nginx's redirect to https: same host (without the port) and URI.
-            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            let bare_host = crate::routing::normalize_host(host);
-            let preserve = route.policy.preserve_trailing_slash;
-            let location = redirects::https_location(&bare_host, target, preserve);
-            let code = table.globals.http_redirect_code;
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond_with(session, code, ctx, Some(&location)).await?;
-            return Ok(true);
-        }
-        ctx.table = Some(table);
-        // The rest of the Ingress's policy, in nginx's phase order: the rate limits
-        // (preaccess), the access lists and authentication (access), the body size.
-        let policy = route.policy.clone();
-        ctx.route = Some(route);
-        if let Some(l) = redirects::www_redirect(&policy, session.req_header(), ctx.tls) {
-            let code = ctx
-                .table
-                .as_ref()
-                .map_or(308, |t| t.globals.http_redirect_code);
-            respond_with(session, code, ctx, Some(&l)).await?;
-            return Ok(true);
-        }
-        if let Some(limits) = &policy.limits {
-            // nginx's preaccess phase: limit_req, then limit_conn.
-            match self.options.limiter.check(limits, client_ip(session, ctx)) {
-                Verdict::Pass(slot) => ctx.conn_slot = slot,
-                Verdict::Refuse(why) => {
-                    let g = ctx.table.as_ref().map(|t| &t.globals);
-                    let code = match why {
-                        Refused::Rate => g.map_or(503, |g| g.limit_req_status),
-                        Refused::Connections => g.map_or(503, |g| g.limit_conn_status),
-                    };
-                    respond(session, code, ctx).await?;
-                    return Ok(true);
+        if let Some(answer) = policy::check(&self.options.limiter, req, &facts, ctx).await? {
+            match answer {
+                Answer::Status(code) => respond(session, code, ctx).await?,
+                Answer::TooLarge => {
+                    session.set_keepalive(None);
+                    respond(session, 413, ctx).await?
+                }
+                Answer::Redirect(code, location) => {
+                    respond_with(session, code, ctx, Some(&location)).await?
+                }
+                Answer::Preflight(resp) => {
+                    ctx.own_status = Some(204);
+                    session.write_response_header(Box::new(resp), true).await?;
+                }
+                Answer::Denied(d) => {
+                    respond_with_headers(session, d.status, ctx, &d.headers).await?
                 }
             }
-        }
-        if policy.allow.is_some() || policy.deny.is_some() {
-            let ip = client_ip(session, ctx);
-            let denied = policy
-                .deny
-                .as_ref()
-                .is_some_and(|d| ip.is_some_and(|ip| d.contains(ip)));
-            let allowed = policy
-                .allow
-                .as_ref()
-                .is_none_or(|a| ip.is_some_and(|ip| a.contains(ip)));
-            if denied || !allowed {
-                respond(session, 403, ctx).await?;
-                return Ok(true);
-            }
-        }
-        if let Some(limit) = policy.body_limit {
-            let declared = session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                // The body is not read: close rather than drain it.
-                session.set_keepalive(None);
-                respond(session, 413, ctx).await?;
-                return Ok(true);
-            }
-        }
-        // Authentication (access phase, after the access lists): basic, then auth-url.
-        if policy.basic_auth.is_some() || policy.external_auth.is_some() || policy.denied.is_some()
-        {
-            let ip = client_ip(session, ctx);
-            let req = session.req_header();
-            let globals = ctx.table.as_ref().map(|t| &t.globals);
-            let facts = super::auth::RequestFacts {
-                host: request_host(req).unwrap_or(""),
-                tls: ctx.tls,
-                client_ip: ip,
-                server_port: server_port(session),
-                request_id: &ctx.request_id,
-                connect_timeout: globals.map_or(Duration::from_secs(5), |g| g.connect_timeout),
-                read_timeout: globals.map_or(Duration::from_secs(60), |g| g.read_timeout),
-            };
-            let denied = super::auth::check(req, &policy, &facts, &mut ctx.auth).await;
-            if let Some(d) = denied {
-                respond_with_headers(session, d.status, ctx, &d.headers).await?;
-                return Ok(true);
-            }
+            return Ok(true);
         }
         let has_endpoints = ctx
             .route
