@@ -17,11 +17,11 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 
 use super::auth::{self, Denial};
+use super::context::RequestCtx;
 use super::cors;
 use super::headers;
 use super::limits::{Limiter, Refused, Verdict};
 use super::redirects;
-use super::service::RequestCtx;
 
 /// HTTP-01 challenges must reach the backend over plain HTTP.
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";

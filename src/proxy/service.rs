@@ -5,32 +5,39 @@
 //! Connection failures are retried on another endpoint (ingress-nginx's default
 //! `proxy-next-upstream: error timeout` with 3 tries): only failures to connect, where
 //! nothing was sent, so a retry is always safe.
+//!
+//! This module runs the phases; the per-request state is `context`, the request-policy
+//! phase (redirects, CORS, limits, access lists, body size, auth) is `policy`, and the
+//! responses sluice writes itself are `respond`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::debug;
 
 use super::accesslog::{self, Vars};
-use super::balance::{self, Balancer, InflightGuard, RequestInfo};
+use super::balance::{self, Balancer, RequestInfo};
+use super::context::{
+    client_ip, header_bytes, peer_ip, request_host, server_port, vars, RequestCtx,
+};
 use super::cors;
-use super::custom_errors::{self, Origin, Replacement};
-use super::errors;
-use super::headers::{self, Client, ForwardedFor};
-use super::limits::{ConnGuard, Limiter};
+use super::custom_errors::{self, Replacement};
+use super::headers::{self, ForwardedFor};
+use super::limits::Limiter;
 use super::policy::{self, Answer};
 use super::proxy_protocol;
+use super::respond::{
+    body_failed, no_final_response, own_error_page, own_response, respond, respond_with,
+    respond_with_headers,
+};
 use super::retry;
 use crate::routing::{
-    normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
-    UpstreamTls,
+    normalize_path, Endpoints, LbPolicy, Match, SharedTable, UpstreamProtocol, UpstreamTls,
 };
 
 /// Tunables of the data plane that do not come from the table. Upstream timeouts do:
@@ -66,242 +73,6 @@ impl SluiceProxy {
     pub fn new(table: Arc<SharedTable>, options: ProxyOptions) -> SluiceProxy {
         SluiceProxy { table, options }
     }
-}
-
-/// Per-request state: everything later phases and the access log need.
-pub struct RequestCtx {
-    started: Instant,
-    pub(super) table: Option<Arc<RoutingTable>>,
-    pub(super) route: Option<Arc<Route>>,
-    pub(super) request_id: String,
-    tries: usize,
-    /// Endpoints that failed to connect for this request, skipped on retry.
-    failed: Vec<SocketAddr>,
-    upstream_addr: Option<SocketAddr>,
-    upstream_started: Option<Instant>,
-    upstream_status: Option<u16>,
-    /// Status sluice answered itself (404/503/...), for the access log.
-    own_status: Option<u16>,
-    /// The request arrived over TLS.
-    pub(super) tls: bool,
-    /// Size of the request head, measured once for the header limit and the access log.
-    head_bytes: usize,
-    /// The affinity cookie value to send back (new client, or its endpoint changed).
-    set_cookie: Option<String>,
-    /// Counts this request against its endpoint while in flight (EWMA routes).
-    inflight: Option<InflightGuard>,
-    /// Request body bytes seen so far (for `proxy-body-size` on chunked bodies).
-    body_bytes: u64,
-    /// Counts this request as in flight for the shutdown drain.
-    _in_flight: crate::drain::InFlight,
-    /// What authentication decided (user, headers for upstream and client).
-    pub(super) auth: super::auth::AuthState,
-    /// The `Access-Control-Allow-Origin` this request earned (`enable-cors`).
-    pub(super) cors_origin: Option<http::HeaderValue>,
-    /// A `limit-connections` slot, held until the request ends.
-    pub(super) conn_slot: Option<ConnGuard>,
-    /// Who sent the request (decided once in `request_filter`).
-    pub(super) client: Option<Client>,
-    /// A custom error page replacing the backend's response.
-    error_page: Option<Replacement>,
-    // Request bodies (hardening, issue 11).
-    /// The whole request body, read before the backend was contacted
-    /// (`proxy-request-buffering: on`); replayed on every attempt.
-    buffered: Option<super::buffering::BufferedBody>,
-    /// The upstream's response is being dropped for a `proxy-next-upstream` retry.
-    status_retry: bool,
-}
-
-/// The TCP peer.
-fn peer_ip(session: &Session) -> Option<IpAddr> {
-    session
-        .client_addr()
-        .and_then(PingoraAddr::as_inet)
-        .map(|a| a.ip())
-}
-
-/// The client address every check and header uses: the real client address once
-/// `request_filter` has decided it (`headers::resolve_client`), else the peer.
-fn client_ip(session: &Session, ctx: &RequestCtx) -> Option<IpAddr> {
-    ctx.client.map_or_else(|| peer_ip(session), |c| c.ip)
-}
-
-/// Request-time nginx variables of this request.
-fn vars<'a>(session: &'a Session, ctx: &'a RequestCtx) -> Vars<'a> {
-    let req = session.req_header();
-    let scheme = match &ctx.client {
-        Some(c) => headers::client_scheme(req, c, ctx.tls),
-        None if ctx.tls => "https",
-        None => "http",
-    };
-    Vars::request(
-        req,
-        client_ip(session, ctx),
-        request_host(req).unwrap_or(""),
-        scheme,
-        server_port(session),
-        ctx.route.as_deref(),
-        &ctx.request_id,
-    )
-}
-
-fn server_port(session: &Session) -> u16 {
-    session
-        .server_addr()
-        .and_then(PingoraAddr::as_inet)
-        .map_or(0, |a| a.port())
-}
-
-/// The host a request is for: `Host`, else the h2 `:authority`.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// Approximate size of the request head as received (nginx's header part of `$request_length`).
-fn header_bytes(req: &RequestHeader) -> usize {
-    let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
-    req.headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + target
-        + req.method.as_str().len()
-        + 12
-}
-
-/// Writes a response sluice generates itself, keeping the client connection open.
-async fn respond(session: &mut Session, status: u16, ctx: &mut RequestCtx) -> Result<()> {
-    respond_with(session, status, ctx, None).await
-}
-
-/// Like [`respond`], with an optional `Location` (redirects).
-async fn respond_with(
-    session: &mut Session,
-    status: u16,
-    ctx: &mut RequestCtx,
-    location: Option<&str>,
-) -> Result<()> {
-    let location = location
-        .map(http::HeaderValue::from_str)
-        .transpose()
-        .map_err(|e| Error::because(ErrorType::InternalError, "invalid Location", e))?;
-    let headers: Vec<_> = location
-        .map(|l| (http::header::LOCATION, l))
-        .into_iter()
-        .collect();
-    respond_with_headers(session, status, ctx, &headers).await
-}
-
-/// Like [`respond`], with extra response headers (appended, so repeats are kept).
-async fn respond_with_headers(
-    session: &mut Session,
-    status: u16,
-    ctx: &mut RequestCtx,
-    headers: &[(http::HeaderName, http::HeaderValue)],
-) -> Result<()> {
-    ctx.own_status = Some(status);
-    // Redirects keep nginx's own page; errors may get the error backend's.
-    let redirect = headers.iter().any(|(n, _)| n == http::header::LOCATION);
-    let page = match &ctx.table {
-        Some(t) if !redirect => own_error_page(session, ctx, t, status).await,
-        _ => None,
-    };
-    let (mut resp, body) = own_response(session, ctx, status, page, None)?;
-    for (name, value) in headers {
-        resp.append_header(name.clone(), value.clone())?;
-    }
-    cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
-}
-
-/// The error backend's page for a status sluice answers itself, if `custom-http-errors`
-/// lists it.
-async fn own_error_page(
-    session: &Session,
-    ctx: &RequestCtx,
-    table: &RoutingTable,
-    status: u16,
-) -> Option<custom_errors::ErrorPage> {
-    let req = session.req_header();
-    let origin = Origin {
-        req,
-        host: request_host(req).unwrap_or(""),
-        route: ctx.route.as_deref(),
-        request_id: &ctx.request_id,
-    };
-    custom_errors::page_for(status, table, &origin).await
-}
-
-/// A response sluice writes itself: the error backend's `page`, else nginx's HTML page;
-/// with `Location` for redirects and the ConfigMap's `add-headers`.
-fn own_response(
-    session: &Session,
-    ctx: &RequestCtx,
-    status: u16,
-    page: Option<custom_errors::ErrorPage>,
-    location: Option<&str>,
-) -> Result<(ResponseHeader, bytes::Bytes)> {
-    let (mut resp, body) = match page {
-        Some(page) => (custom_errors::header(status, &page)?, page.body),
-        None => {
-            let body = errors::html_body(status);
-            let mut resp = ResponseHeader::build(status, Some(5))?;
-            resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
-            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-            (resp, body)
-        }
-    };
-    if let Some(l) = location {
-        resp.insert_header(http::header::LOCATION, l)?;
-    }
-    if let Some(t) = ctx
-        .table
-        .as_ref()
-        .filter(|t| !t.globals.add_headers.is_empty())
-    {
-        headers::set_response_headers(&mut resp, &t.globals.add_headers, &vars(session, ctx))?;
-    }
-    Ok((resp, body))
-}
-
-/// No final response has gone out yet (a `100 Continue`, written before reading a
-/// buffered body, is not one): an error page can still be sent, a retry still made.
-fn no_final_response(session: &Session) -> bool {
-    session
-        .response_written()
-        .is_none_or(|r| r.status.is_informational() && r.status != 101)
-}
-
-/// Answers a request whose body could not be buffered, closing the connection (its
-/// body is not read to the end): 413 over `proxy-body-size`, 408 after
-/// `client-body-timeout`, 500 when the temporary file fails.
-async fn body_failed(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    e: super::buffering::Error,
-) -> Result<bool> {
-    use super::buffering::Error as E;
-    let status = match e {
-        E::TooLarge { .. } => 413,
-        E::TimedOut(_) => 408,
-        E::File(_) => 500,
-        E::Short { .. } => 400,
-        E::Client(e) => return Err(e.into_down()),
-    };
-    debug!(error = %e, status, "request body not buffered");
-    session.set_keepalive(None);
-    respond(session, status, ctx).await?;
-    Ok(true)
 }
 
 impl SluiceProxy {
