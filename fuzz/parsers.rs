@@ -9,7 +9,7 @@ use sluice::check;
 use sluice::config::TranslateConfig;
 use sluice::proxy::proxy_protocol::read_header;
 use sluice::routing::auth::{md5_crypt, PasswordHash};
-use sluice::routing::template::{HeaderTemplate, Part, Template};
+use sluice::routing::template::{Dialect, HeaderTemplate, Part, Template};
 
 use crate::engine::Choices;
 
@@ -42,7 +42,8 @@ pub fn template(data: &[u8]) {
             );
         }
     }
-    let _ = sluice::routing::auth::Template::parse(&text);
+    let _ = Template::parse_in(&text, Dialect::Url);
+    let _ = Template::parse_in(&text, Dialect::HashKey);
 }
 
 /// One htpasswd hash per line (`user:hash`, as the `auth` key of a basic-auth Secret

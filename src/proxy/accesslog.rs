@@ -1,6 +1,8 @@
 //! Access-log lines and nginx variables: renders a parsed [`Template`]
 //! (`log-format-upstream`, default ingress-nginx's upstream format) for one request, and
-//! the values of `proxy-set-headers` / `add-headers` that use variables.
+//! the values of `proxy-set-headers` / `add-headers` that use variables. The variables of
+//! the request itself are evaluated by `routing::template::RequestVars`; this module adds
+//! the response-side and per-route ones (status, times, upstream, `$namespace`, ...).
 //!
 //! ingress-nginx's default format is
 //! `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
@@ -23,7 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::http::RequestHeader;
 
-use crate::routing::{normalize_host, normalize_path, LogEscape, Route, Template, Var};
+use crate::routing::template::{Part, RequestVars};
+use crate::routing::{LogEscape, Route, Template, Var};
 
 /// Everything a variable can be rendered from. Response-side values are `None` while
 /// the request is still going upstream (header templates).
@@ -80,23 +83,17 @@ impl<'a> Vars<'a> {
         }
     }
 
-    fn header(&self, name: &str) -> Option<Cow<'a, str>> {
-        let all = self.req.headers.get_all(name);
-        let mut values = all.iter();
-        let first = values.next()?;
-        if all.iter().nth(1).is_none() {
-            return Some(match first.to_str() {
-                Ok(v) => Cow::Borrowed(v),
-                Err(_) => Cow::Owned(String::from_utf8_lossy(first.as_bytes()).into_owned()),
-            });
+    /// The request-side view, which evaluates every variable of the request itself.
+    pub fn request_vars(&self) -> RequestVars<'a> {
+        RequestVars {
+            method: &self.req.method,
+            uri: &self.req.uri,
+            headers: &self.req.headers,
+            http_host: self.host,
+            scheme: self.scheme,
+            server_port: self.server_port,
+            remote_addr: self.client_ip,
         }
-        let mut s = String::from_utf8_lossy(first.as_bytes()).into_owned();
-        for v in values {
-            // nginx joins repeated headers (X-Forwarded-For, Cookie) the same way.
-            s.push_str(if name == "cookie" { "; " } else { ", " });
-            s.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
-        Some(Cow::Owned(s))
     }
 
     /// The value of one variable; `None` is nginx's "not found".
@@ -104,7 +101,6 @@ impl<'a> Vars<'a> {
         let req = self.req;
         let route = self.route;
         Some(match var {
-            Var::RemoteAddr => self.client_ip?.to_string().into(),
             Var::RemoteUser => basic_user(req)?.into(),
             Var::TimeLocal => {
                 let mut s = String::new();
@@ -138,36 +134,13 @@ impl<'a> Vars<'a> {
             Var::ReqId => Some(self.request_id)
                 .filter(|r| !r.is_empty())
                 .map(Cow::Borrowed)?,
-            Var::Host => normalize_host(self.host).into_owned().into(),
-            Var::RequestMethod => Cow::Borrowed(req.method.as_str()),
-            Var::RequestUri => Cow::Borrowed(req.uri.path_and_query().map_or("/", |p| p.as_str())),
-            Var::Uri => normalize_path(req.uri.path()).ok()?.into_owned().into(),
-            Var::Args => Cow::Borrowed(req.uri.query()?),
             Var::ServerProtocol => format!("{:?}", req.version).into(),
-            Var::Scheme => Cow::Borrowed(self.scheme),
-            Var::ServerPort => self.server_port.to_string().into(),
             Var::Namespace => Cow::Borrowed(route.map_or("", |r| &r.ingress_namespace)),
             Var::IngressName => Cow::Borrowed(route.map_or("", |r| &r.ingress_name)),
             Var::ServiceName => Cow::Borrowed(route.map_or("", |r| &r.backend.service)),
             Var::ServicePort => Cow::Borrowed(route.map_or("", |r| &r.backend.port)),
-            Var::Http(name) => self.header(name)?,
-            Var::Cookie(name) => {
-                let cookies = self.header("cookie")?;
-                cookies
-                    .split(';')
-                    .filter_map(|c| c.trim().split_once('='))
-                    .find(|(k, _)| k == &name.as_ref())
-                    .map(|(_, v)| v.to_string())?
-                    .into()
-            }
-            Var::Arg(name) => req
-                .uri
-                .query()?
-                .split('&')
-                .map(|p| p.split_once('=').unwrap_or((p, "")))
-                .find(|(k, _)| k == &name.as_ref())
-                .map(|(_, v)| Cow::Borrowed(v))?,
             Var::Unknown(_) => return None,
+            request_side => return self.request_vars().value(request_side),
         })
     }
 }
@@ -203,8 +176,8 @@ fn direct(v: &Var, vars: &Vars<'_>, out: &mut String) -> Option<bool> {
 pub fn render(t: &Template, vars: &Vars<'_>, escape: LogEscape, out: &mut String) {
     for part in &t.parts {
         match part {
-            crate::routing::template::Part::Literal(l) => out.push_str(l),
-            crate::routing::template::Part::Var(v) => match direct(v, vars, out) {
+            Part::Literal(l) => out.push_str(l),
+            Part::Var(v) => match direct(v, vars, out) {
                 Some(true) => {}
                 Some(false) if escape == LogEscape::Json => {}
                 Some(false) => out.push('-'),
@@ -229,8 +202,8 @@ pub fn render_header(t: &Template, vars: &Vars<'_>) -> Option<http::HeaderValue>
     let mut out = String::new();
     for part in &t.parts {
         match part {
-            crate::routing::template::Part::Literal(l) => out.push_str(l),
-            crate::routing::template::Part::Var(v) => {
+            Part::Literal(l) => out.push_str(l),
+            Part::Var(v) => {
                 if let Some(s) = vars.value(v) {
                     out.push_str(&s)
                 }

@@ -59,8 +59,9 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::subrequest;
-use crate::routing::auth::{decode_base64, BasicAuth, ExternalAuth, PasswordHash, RequestVars};
-use crate::routing::{normalize_host, normalize_path, Policy};
+use crate::routing::auth::{decode_base64, BasicAuth, ExternalAuth, PasswordHash};
+use crate::routing::template::RequestVars;
+use crate::routing::{normalize_host, Policy};
 
 /// What authentication decided for one request, for the later phases.
 #[derive(Debug, Default)]
@@ -336,18 +337,15 @@ async fn check_external(
     let request_uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let scheme = if facts.tls { "https" } else { "http" };
     let host = normalize_host(facts.host);
-    let uri = normalize_path(req.uri.path()).unwrap_or_default();
     let remote = facts.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let vars = RequestVars {
-        host: &host,
+        method: &req.method,
+        uri: &req.uri,
+        headers: &req.headers,
         http_host: facts.host,
         scheme,
-        request_uri,
-        uri: &uri,
-        method: req.method.as_str(),
-        remote_addr: &remote,
         server_port: facts.server_port,
-        headers: &req.headers,
+        remote_addr: facts.client_ip,
     };
     let url = ext.url.expand(&vars);
     let target = match url.parse::<http::Uri>() {

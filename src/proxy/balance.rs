@@ -13,6 +13,11 @@
 //! that already failed this request, or are passively marked down, are skipped while
 //! any other remains.
 //!
+//! A canary route's affinity cookies carry [`CANARY_MARK`], so each of the main and the
+//! canary balancer reads only the cookies it issued (and `canary` can tell a client
+//! pinned to either); the mark lives here with the rest of cookie affinity, and this
+//! module imports nothing else from the proxy.
+//!
 //! Cookie values never reveal an address: `balanced` cookies are random tokens placed on
 //! the hash ring (so they need no rewriting when an endpoint goes: the ring sends the
 //! token to a neighbour); `persistent` cookies are HMAC-SHA256 of the endpoint address
@@ -36,7 +41,10 @@ use pingora::http::RequestHeader;
 use ring::hmac;
 
 use crate::routing::balance::stable_hash;
-use crate::routing::{AffinityMode, Backend, CookieAffinity, HashKey, KeyPart, LbPolicy, Route};
+use crate::routing::cookie;
+use crate::routing::{
+    AffinityMode, Backend, CookieAffinity, HashKey, LbPolicy, RequestVars, Route,
+};
 
 /// How long the EWMA remembers (ingress-nginx's decay time).
 const EWMA_DECAY: Duration = Duration::from_secs(10);
@@ -119,8 +127,8 @@ impl std::fmt::Debug for Balancer {
 pub struct RequestInfo<'a> {
     pub req: &'a RequestHeader,
     pub client_ip: Option<IpAddr>,
-    pub host: &'a str,
-    pub path: &'a str,
+    /// `Host`, else the HTTP/2 `:authority`, as received.
+    pub http_host: &'a str,
 }
 
 impl Balancer {
@@ -287,7 +295,7 @@ impl Balancer {
                 })
             };
             if let Some(p) = pick {
-                return Some(super::canary::mark_pick(route, p));
+                return Some(mark_pick(route, p));
             }
         }
         None
@@ -387,7 +395,7 @@ impl Balancer {
     ) -> Option<Pick> {
         let backend = &*route.backend;
         let addrs = backend.addrs();
-        let cookie = super::canary::own_affinity_cookie(route, cookie_value(info.req, &aff.name));
+        let cookie = own_affinity_cookie(route, cookie::get(&info.req.headers, &aff.name));
         match aff.mode {
             AffinityMode::Persistent => {
                 let ids = backend.persistent_ids.get_or_init(|| {
@@ -475,61 +483,43 @@ fn token_for(ring: &crate::routing::Ring, j: usize) -> Option<String> {
         .find(|t| ring.pick(stable_hash(t.as_bytes()), |_| true) == Some(j))
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.trim_matches('"'))
-        })
+/// Evaluates an `upstream-hash-by` expression for a request (variables not found are
+/// empty, as in nginx).
+pub fn eval(key: &HashKey, info: &RequestInfo<'_>) -> String {
+    let vars = RequestVars {
+        method: &info.req.method,
+        uri: &info.req.uri,
+        headers: &info.req.headers,
+        http_host: info.http_host,
+        // The hash-key dialect admits neither `$scheme` nor `$server_port`.
+        scheme: "",
+        server_port: 0,
+        remote_addr: info.client_ip,
+    };
+    key.template.expand(&vars)
 }
 
-/// Evaluates an `upstream-hash-by` expression for a request.
-pub fn eval(key: &HashKey, info: &RequestInfo<'_>) -> String {
-    let mut out = String::new();
-    for part in &key.parts {
-        match part {
-            KeyPart::Literal(s) => out.push_str(s),
-            KeyPart::RequestUri => out.push_str(
-                info.req
-                    .uri
-                    .path_and_query()
-                    .map_or(info.path, |p| p.as_str()),
-            ),
-            KeyPart::Uri => out.push_str(info.path),
-            KeyPart::Host => out.push_str(info.host),
-            KeyPart::RemoteAddr => {
-                if let Some(ip) = info.client_ip {
-                    out.push_str(&ip.to_string());
-                }
-            }
-            KeyPart::Header(h) => {
-                if let Some(v) = info.req.headers.get(&**h).and_then(|v| v.to_str().ok()) {
-                    out.push_str(v);
-                }
-            }
-            KeyPart::Cookie(c) => {
-                if let Some(v) = cookie_value(info.req, c) {
-                    out.push_str(v);
-                }
-            }
-            KeyPart::Arg(a) => {
-                if let Some(v) = info.req.uri.query().and_then(|q| {
-                    q.split('&').find_map(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (k == &**a).then_some(v)
-                    })
-                }) {
-                    out.push_str(v);
-                }
-            }
+/// Appended to affinity cookie values the canary issues.
+pub const CANARY_MARK: &str = "-canary";
+
+/// The affinity cookie value as `route`'s balancer should read it: a canary route sees
+/// only its own (marked) values with the mark removed, a main route only unmarked ones.
+pub fn own_affinity_cookie<'a>(route: &Route, value: Option<&'a str>) -> Option<&'a str> {
+    let v = value?;
+    match v.strip_suffix(CANARY_MARK) {
+        Some(inner) => route.is_canary.then_some(inner),
+        None => (!route.is_canary).then_some(v),
+    }
+}
+
+/// Marks the affinity cookie a canary route issues.
+pub fn mark_pick(route: &Route, mut pick: Pick) -> Pick {
+    if route.is_canary {
+        if let Some(c) = pick.set_cookie.as_mut() {
+            c.push_str(CANARY_MARK);
         }
     }
-    out
+    pick
 }
 
 /// The `Set-Cookie` value for an affinity cookie.
@@ -644,8 +634,7 @@ mod tests {
         let info = RequestInfo {
             req: &h,
             client_ip: None,
-            host: "h",
-            path: "/",
+            http_host: "h",
         };
         let addrs = r.backend.addrs().to_vec();
         let picks: Vec<_> = (0..4)
@@ -674,8 +663,7 @@ mod tests {
         let info = RequestInfo {
             req: &h,
             client_ip: None,
-            host: "h",
-            path: "/",
+            http_host: "h",
         };
         let to_fast = (0..100)
             .filter(|_| b.pick(&r, &info, &[]).unwrap().addr == fast)
@@ -694,8 +682,7 @@ mod tests {
         let info = RequestInfo {
             req: &h,
             client_ip: None,
-            host: "h",
-            path: "/a",
+            http_host: "h",
         };
         let first = b.pick(&r, &info, &[]).unwrap().addr;
         for _ in 0..10 {
@@ -719,8 +706,7 @@ mod tests {
         let info = |h| RequestInfo {
             req: h,
             client_ip: None,
-            host: "h",
-            path: "/",
+            http_host: "h",
         };
         let p = b.pick(&r, &info(&h), &[]).unwrap();
         let value = p.set_cookie.unwrap();
@@ -734,6 +720,37 @@ mod tests {
         // An unknown (gone) endpoint's cookie is replaced.
         let stale = req("/", Some("S=0123456789abcdef"));
         assert!(b.pick(&r, &info(&stale), &[]).unwrap().set_cookie.is_some());
+    }
+
+    #[test]
+    fn canary_affinity_cookies_carry_the_mark() {
+        let mut main = route(1, LbPolicy::RoundRobin);
+        main.affinity = Some(Arc::new(CookieAffinity::new(AffinityMode::Balanced, "S")));
+        let mut alt = main.clone();
+        alt.is_canary = true;
+        let token = "0123456789abcdef0123456789abcdef";
+        let marked = format!("{token}{CANARY_MARK}");
+        assert_eq!(own_affinity_cookie(&main, Some(token)), Some(token));
+        assert_eq!(own_affinity_cookie(&main, Some(&marked)), None);
+        assert_eq!(own_affinity_cookie(&alt, Some(&marked)), Some(token));
+        assert_eq!(own_affinity_cookie(&alt, Some(token)), None);
+        let p = mark_pick(
+            &alt,
+            Pick {
+                addr: "10.0.0.1:80".parse().unwrap(),
+                set_cookie: Some(token.into()),
+            },
+        );
+        assert_eq!(p.set_cookie.as_deref(), Some(marked.as_str()));
+        // A main route's cookie is left alone.
+        let p = mark_pick(
+            &main,
+            Pick {
+                addr: "10.0.0.1:80".parse().unwrap(),
+                set_cookie: Some(token.into()),
+            },
+        );
+        assert_eq!(p.set_cookie.as_deref(), Some(token));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Canary and host-level routing at request time: whether a request goes to the canary
-//! alternative of its route, the `from-to-www-redirect` answer, and the Location of the
-//! https redirect (`preserve-trailing-slash`).
+//! Canary routing at request time: whether a request goes to the canary alternative of
+//! its route. Reads the affinity cookie (and its canary mark, which `balance` owns with
+//! the rest of cookie affinity); `balance` never calls back into this module.
 //!
 //! The canary decision reproduces ingress-nginx's `route_to_alternative_balancer`:
 //! 1. session affinity first: with cookie affinity on the route, a client whose affinity
@@ -14,8 +14,9 @@
 //!    canary; else with `canary-by-header-pattern`, a regex match does (unanchored,
 //!    case-sensitive, as `ngx.re.match`); else `always` selects the canary and `never`
 //!    the main backend. Any other value, or no header, falls through.
-//! 3. `canary-by-cookie`: `always` / `never` as for the header (cookie name matched
-//!    case-insensitively, as nginx's `$cookie_` variables); any other value falls through.
+//! 3. `canary-by-cookie`: `always` / `never` as for the header (the cookie read by
+//!    [`crate::routing::cookie`], name case-insensitive as nginx's `$cookie_`); any
+//!    other value falls through.
 //! 4. `canary-weight`: a fair draw (`fastrand`) of 1..=total, canary when ≤ weight.
 //!
 //! A canary whose Service has no endpoints is never attached (translation), so such
@@ -26,11 +27,9 @@ use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
-use super::balance::{cookie_value, Pick};
-use crate::routing::{AffinityMode, Canary, Policy, Route};
-
-/// Appended to affinity cookie values the canary issues.
-pub const CANARY_MARK: &str = "-canary";
+use super::balance::CANARY_MARK;
+use crate::routing::cookie;
+use crate::routing::{AffinityMode, Canary, Route};
 
 /// The canary route when the request should go there (else the main route stays).
 pub fn choose(route: &Route, req: &RequestHeader) -> Option<Arc<Route>> {
@@ -46,7 +45,7 @@ fn to_canary(
     mut draw: impl FnMut() -> u32,
 ) -> bool {
     if let Some(aff) = &route.affinity {
-        if let Some(v) = cookie_value(req, &aff.name) {
+        if let Some(v) = cookie::get(&req.headers, &aff.name) {
             if let Some(inner) = v.strip_suffix(CANARY_MARK) {
                 if canary.route.affinity.is_some() && main_format(aff.mode, inner) {
                     return true;
@@ -73,7 +72,11 @@ fn to_canary(
             return false;
         }
     }
-    if let Some(value) = rules.cookie.as_deref().and_then(|c| cookie_ci(req, c)) {
+    if let Some(value) = rules
+        .cookie
+        .as_deref()
+        .and_then(|c| cookie::get(&req.headers, c))
+    {
         match value {
             "always" => return true,
             "never" => return false,
@@ -102,61 +105,6 @@ fn main_format(mode: AffinityMode, v: &str) -> bool {
         AffinityMode::Persistent => 16,
     };
     v.len() == len && v.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A cookie by name, case-insensitively, as nginx's `$cookie_<name>`.
-fn cookie_ci<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-}
-
-/// The affinity cookie value as `route`'s balancer should read it: a canary route sees
-/// only its own (marked) values with the mark removed, a main route only unmarked ones.
-pub fn own_affinity_cookie<'a>(route: &Route, value: Option<&'a str>) -> Option<&'a str> {
-    let v = value?;
-    match v.strip_suffix(CANARY_MARK) {
-        Some(inner) => route.is_canary.then_some(inner),
-        None => (!route.is_canary).then_some(v),
-    }
-}
-
-/// Marks the affinity cookie a canary route issues.
-pub fn mark_pick(route: &Route, mut pick: Pick) -> Pick {
-    if route.is_canary {
-        if let Some(c) = pick.set_cookie.as_mut() {
-            c.push_str(CANARY_MARK);
-        }
-    }
-    pick
-}
-
-/// The Location of the redirect to https: ingress-nginx drops one trailing `/` of the
-/// request URI (query included) unless `preserve-trailing-slash` is set.
-pub fn https_location(host: &str, request_uri: &str, preserve_trailing_slash: bool) -> String {
-    let uri = if preserve_trailing_slash {
-        request_uri
-    } else {
-        request_uri.strip_suffix('/').unwrap_or(request_uri)
-    };
-    format!("https://{host}{uri}")
-}
-
-/// `from-to-www-redirect`: the Location for a request to the redirecting host (same
-/// scheme, the other host, the request URI with one trailing `/` dropped, as
-/// ingress-nginx's redirect server). `None` for every other route.
-pub fn www_redirect(policy: &Policy, req: &RequestHeader, tls: bool) -> Option<String> {
-    let to = policy.www_redirect.as_deref()?;
-    let uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = uri.strip_suffix('/').unwrap_or(uri);
-    let scheme = if tls { "https" } else { "http" };
-    Some(format!("{scheme}://{to}{uri}"))
 }
 
 #[cfg(test)]
@@ -300,52 +248,5 @@ mod tests {
         assert!(goes(&r, &[("cookie", &format!("S={token}{CANARY_MARK}"))]));
         // Garbage is no affinity: the rules decide.
         assert!(goes(&r, &[("cookie", "S=garbage")]));
-        let main = &r;
-        let alt = &r.canary.as_ref().unwrap().route;
-        let marked = format!("{token}{CANARY_MARK}");
-        assert_eq!(own_affinity_cookie(main, Some(token)), Some(token));
-        assert_eq!(own_affinity_cookie(main, Some(&marked)), None);
-        assert_eq!(own_affinity_cookie(alt, Some(&marked)), Some(token));
-        assert_eq!(own_affinity_cookie(alt, Some(token)), None);
-        let p = mark_pick(
-            alt,
-            Pick {
-                addr: "10.0.0.1:80".parse().unwrap(),
-                set_cookie: Some(token.into()),
-            },
-        );
-        assert_eq!(p.set_cookie.as_deref(), Some(marked.as_str()));
-    }
-
-    #[test]
-    fn redirect_locations() {
-        assert_eq!(
-            https_location("a.example", "/x/", false),
-            "https://a.example/x"
-        );
-        assert_eq!(https_location("a.example", "/", false), "https://a.example");
-        assert_eq!(
-            https_location("a.example", "/x/?q=1", false),
-            "https://a.example/x/?q=1"
-        );
-        assert_eq!(
-            https_location("a.example", "/x/", true),
-            "https://a.example/x/"
-        );
-        let policy = Policy {
-            www_redirect: Some("example.com".into()),
-            ..Policy::default()
-        };
-        let r = RequestHeader::build("GET", b"/a/b/?x=1", None).unwrap();
-        assert_eq!(
-            www_redirect(&policy, &r, false).as_deref(),
-            Some("http://example.com/a/b/?x=1")
-        );
-        let r = RequestHeader::build("GET", b"/a/", None).unwrap();
-        assert_eq!(
-            www_redirect(&policy, &r, true).as_deref(),
-            Some("https://example.com/a")
-        );
-        assert!(www_redirect(&Policy::default(), &r, true).is_none());
     }
 }

@@ -5,36 +5,40 @@
 //! Connection failures are retried on another endpoint (ingress-nginx's default
 //! `proxy-next-upstream: error timeout` with 3 tries): only failures to connect, where
 //! nothing was sent, so a retry is always safe.
+//!
+//! This module runs the phases; the per-request state is `context`, the request-policy
+//! phase (redirects, CORS, limits, access lists, body size, auth) is `policy`, and the
+//! responses sluice writes itself are `respond`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::debug;
 
 use super::accesslog::{self, Vars};
-use super::balance::{self, Balancer, InflightGuard, RequestInfo};
+use super::balance::{self, Balancer, RequestInfo};
+use super::context::{
+    client_ip, header_bytes, peer_ip, request_host, server_port, vars, RequestCtx,
+};
 use super::cors;
-use super::custom_errors::{self, Origin, Replacement};
-use super::errors;
-use super::headers::{self, Client, ForwardedFor};
-use super::limits::{ConnGuard, Limiter, Refused, Verdict};
+use super::custom_errors::{self, Replacement};
+use super::headers::{self, ForwardedFor};
+use super::limits::Limiter;
+use super::policy::{self, Answer};
 use super::proxy_protocol;
-use super::redirects;
+use super::respond::{
+    body_failed, no_final_response, own_error_page, own_response, respond, respond_with,
+    respond_with_headers,
+};
 use super::retry;
 use crate::routing::{
-    normalize_path, Endpoints, LbPolicy, Match, Route, RoutingTable, SharedTable, UpstreamProtocol,
-    UpstreamTls,
+    normalize_path, Endpoints, LbPolicy, Match, SharedTable, UpstreamProtocol, UpstreamTls,
 };
-
-/// HTTP-01 challenges must reach the backend over plain HTTP.
-const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 /// Tunables of the data plane that do not come from the table. Upstream timeouts do:
 /// they are read per request from the table's ConfigMap-derived globals.
@@ -69,242 +73,6 @@ impl SluiceProxy {
     pub fn new(table: Arc<SharedTable>, options: ProxyOptions) -> SluiceProxy {
         SluiceProxy { table, options }
     }
-}
-
-/// Per-request state: everything later phases and the access log need.
-pub struct RequestCtx {
-    started: Instant,
-    table: Option<Arc<RoutingTable>>,
-    route: Option<Arc<Route>>,
-    request_id: String,
-    tries: usize,
-    /// Endpoints that failed to connect for this request, skipped on retry.
-    failed: Vec<SocketAddr>,
-    upstream_addr: Option<SocketAddr>,
-    upstream_started: Option<Instant>,
-    upstream_status: Option<u16>,
-    /// Status sluice answered itself (404/503/...), for the access log.
-    own_status: Option<u16>,
-    /// The request arrived over TLS.
-    tls: bool,
-    /// Size of the request head, measured once for the header limit and the access log.
-    head_bytes: usize,
-    /// The affinity cookie value to send back (new client, or its endpoint changed).
-    set_cookie: Option<String>,
-    /// Counts this request against its endpoint while in flight (EWMA routes).
-    inflight: Option<InflightGuard>,
-    /// Request body bytes seen so far (for `proxy-body-size` on chunked bodies).
-    body_bytes: u64,
-    /// Counts this request as in flight for the shutdown drain.
-    _in_flight: crate::drain::InFlight,
-    /// What authentication decided (user, headers for upstream and client).
-    auth: super::auth::AuthState,
-    /// The `Access-Control-Allow-Origin` this request earned (`enable-cors`).
-    cors_origin: Option<http::HeaderValue>,
-    /// A `limit-connections` slot, held until the request ends.
-    conn_slot: Option<ConnGuard>,
-    /// Who sent the request (decided once in `request_filter`).
-    client: Option<Client>,
-    /// A custom error page replacing the backend's response.
-    error_page: Option<Replacement>,
-    // Request bodies (hardening, issue 11).
-    /// The whole request body, read before the backend was contacted
-    /// (`proxy-request-buffering: on`); replayed on every attempt.
-    buffered: Option<super::buffering::BufferedBody>,
-    /// The upstream's response is being dropped for a `proxy-next-upstream` retry.
-    status_retry: bool,
-}
-
-/// The TCP peer.
-fn peer_ip(session: &Session) -> Option<IpAddr> {
-    session
-        .client_addr()
-        .and_then(PingoraAddr::as_inet)
-        .map(|a| a.ip())
-}
-
-/// The client address every check and header uses: the real client address once
-/// `request_filter` has decided it (`headers::resolve_client`), else the peer.
-fn client_ip(session: &Session, ctx: &RequestCtx) -> Option<IpAddr> {
-    ctx.client.map_or_else(|| peer_ip(session), |c| c.ip)
-}
-
-/// Request-time nginx variables of this request.
-fn vars<'a>(session: &'a Session, ctx: &'a RequestCtx) -> Vars<'a> {
-    let req = session.req_header();
-    let scheme = match &ctx.client {
-        Some(c) => headers::client_scheme(req, c, ctx.tls),
-        None if ctx.tls => "https",
-        None => "http",
-    };
-    Vars::request(
-        req,
-        client_ip(session, ctx),
-        request_host(req).unwrap_or(""),
-        scheme,
-        server_port(session),
-        ctx.route.as_deref(),
-        &ctx.request_id,
-    )
-}
-
-fn server_port(session: &Session) -> u16 {
-    session
-        .server_addr()
-        .and_then(PingoraAddr::as_inet)
-        .map_or(0, |a| a.port())
-}
-
-/// The host a request is for: `Host`, else the h2 `:authority`.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// Approximate size of the request head as received (nginx's header part of `$request_length`).
-fn header_bytes(req: &RequestHeader) -> usize {
-    let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
-    req.headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + target
-        + req.method.as_str().len()
-        + 12
-}
-
-/// Writes a response sluice generates itself, keeping the client connection open.
-async fn respond(session: &mut Session, status: u16, ctx: &mut RequestCtx) -> Result<()> {
-    respond_with(session, status, ctx, None).await
-}
-
-/// Like [`respond`], with an optional `Location` (redirects).
-async fn respond_with(
-    session: &mut Session,
-    status: u16,
-    ctx: &mut RequestCtx,
-    location: Option<&str>,
-) -> Result<()> {
-    let location = location
-        .map(http::HeaderValue::from_str)
-        .transpose()
-        .map_err(|e| Error::because(ErrorType::InternalError, "invalid Location", e))?;
-    let headers: Vec<_> = location
-        .map(|l| (http::header::LOCATION, l))
-        .into_iter()
-        .collect();
-    respond_with_headers(session, status, ctx, &headers).await
-}
-
-/// Like [`respond`], with extra response headers (appended, so repeats are kept).
-async fn respond_with_headers(
-    session: &mut Session,
-    status: u16,
-    ctx: &mut RequestCtx,
-    headers: &[(http::HeaderName, http::HeaderValue)],
-) -> Result<()> {
-    ctx.own_status = Some(status);
-    // Redirects keep nginx's own page; errors may get the error backend's.
-    let redirect = headers.iter().any(|(n, _)| n == http::header::LOCATION);
-    let page = match &ctx.table {
-        Some(t) if !redirect => own_error_page(session, ctx, t, status).await,
-        _ => None,
-    };
-    let (mut resp, body) = own_response(session, ctx, status, page, None)?;
-    for (name, value) in headers {
-        resp.append_header(name.clone(), value.clone())?;
-    }
-    cors::apply_for(&mut resp, ctx.route.as_deref(), ctx.cors_origin.as_ref())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
-}
-
-/// The error backend's page for a status sluice answers itself, if `custom-http-errors`
-/// lists it.
-async fn own_error_page(
-    session: &Session,
-    ctx: &RequestCtx,
-    table: &RoutingTable,
-    status: u16,
-) -> Option<custom_errors::ErrorPage> {
-    let req = session.req_header();
-    let origin = Origin {
-        req,
-        host: request_host(req).unwrap_or(""),
-        route: ctx.route.as_deref(),
-        request_id: &ctx.request_id,
-    };
-    custom_errors::page_for(status, table, &origin).await
-}
-
-/// A response sluice writes itself: the error backend's `page`, else nginx's HTML page;
-/// with `Location` for redirects and the ConfigMap's `add-headers`.
-fn own_response(
-    session: &Session,
-    ctx: &RequestCtx,
-    status: u16,
-    page: Option<custom_errors::ErrorPage>,
-    location: Option<&str>,
-) -> Result<(ResponseHeader, bytes::Bytes)> {
-    let (mut resp, body) = match page {
-        Some(page) => (custom_errors::header(status, &page)?, page.body),
-        None => {
-            let body = errors::html_body(status);
-            let mut resp = ResponseHeader::build(status, Some(5))?;
-            resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
-            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-            (resp, body)
-        }
-    };
-    if let Some(l) = location {
-        resp.insert_header(http::header::LOCATION, l)?;
-    }
-    if let Some(t) = ctx
-        .table
-        .as_ref()
-        .filter(|t| !t.globals.add_headers.is_empty())
-    {
-        headers::set_response_headers(&mut resp, &t.globals.add_headers, &vars(session, ctx))?;
-    }
-    Ok((resp, body))
-}
-
-/// No final response has gone out yet (a `100 Continue`, written before reading a
-/// buffered body, is not one): an error page can still be sent, a retry still made.
-fn no_final_response(session: &Session) -> bool {
-    session
-        .response_written()
-        .is_none_or(|r| r.status.is_informational() && r.status != 101)
-}
-
-/// Answers a request whose body could not be buffered, closing the connection (its
-/// body is not read to the end): 413 over `proxy-body-size`, 408 after
-/// `client-body-timeout`, 500 when the temporary file fails.
-async fn body_failed(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    e: super::buffering::Error,
-) -> Result<bool> {
-    use super::buffering::Error as E;
-    let status = match e {
-        E::TooLarge { .. } => 413,
-        E::TimedOut(_) => 408,
-        E::File(_) => 500,
-        E::Short { .. } => 400,
-        E::Client(e) => return Err(e.into_down()),
-    };
-    debug!(error = %e, status, "request body not buffered");
-    session.set_keepalive(None);
-    respond(session, status, ctx).await?;
-    Ok(true)
 }
 
 impl SluiceProxy {
@@ -492,137 +260,33 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         };
-        // app-root: a server-level rewrite in ingress-nginx, before any location's.
-        let facts = redirects::Facts {
-            http_host: host,
-            uri: &path,
-            tls: ctx.tls,
+        ctx.table = Some(table);
+        ctx.route = Some(route);
+        let facts = policy::Facts {
+            host,
+            path: &path,
             client_ip: client.ip,
             server_port: server_port(session),
         };
-        if let Some(location) = redirects::app_root(&route, req, &facts) {
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond_with(session, 302, ctx, Some(&location)).await?;
-            return Ok(true);
-        }
-        // A denied location answers 503 in place of all its rules (ingress-nginx).
-        if route.policy.denied.is_some() {
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond(session, 503, ctx).await?;
-            return Ok(true);
-        }
-        // CORS (nginx's location rewrite phase: after app-root, before the rest).
-        ctx.cors_origin = cors::decide(&route, req);
-        if cors::is_preflight(req, ctx.cors_origin.as_ref()) {
-            if let (Some(c), Some(o)) = (route.policy.cors.as_ref(), &ctx.cors_origin) {
-                let resp = cors::preflight(c, o)?;
-                ctx.own_status = Some(204);
-                ctx.route = Some(route);
-                ctx.table = Some(table);
-                session.write_response_header(Box::new(resp), true).await?;
-                return Ok(true);
-            }
-        }
-        // The location's own rewrite-phase redirects come before ingress-nginx's https
-        // redirect (Lua, at the end of that phase).
-        if let Some((code, location)) = redirects::location(&route, req, &path) {
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond_with(session, code, ctx, Some(&location)).await?;
-            return Ok(true);
-        }
-        let https = ctx.tls || headers::client_scheme(req, &client, ctx.tls) == "https";
-        if route.ssl_redirect && !https && !path.starts_with(ACME_CHALLENGE) {
-            // ingress-nginx's redirect to https: same host (without the port) and URI.
-            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            let bare_host = crate::routing::normalize_host(host);
-            let preserve = route.policy.preserve_trailing_slash;
-            let location = super::canary::https_location(&bare_host, target, preserve);
-            let code = table.globals.http_redirect_code;
-            ctx.table = Some(table);
-            ctx.route = Some(route);
-            respond_with(session, code, ctx, Some(&location)).await?;
-            return Ok(true);
-        }
-        ctx.table = Some(table);
-        // The rest of the Ingress's policy, in nginx's phase order: the rate limits
-        // (preaccess), the access lists and authentication (access), the body size.
-        let policy = route.policy.clone();
-        ctx.route = Some(route);
-        if let Some(l) = super::canary::www_redirect(&policy, session.req_header(), ctx.tls) {
-            let code = ctx
-                .table
-                .as_ref()
-                .map_or(308, |t| t.globals.http_redirect_code);
-            respond_with(session, code, ctx, Some(&l)).await?;
-            return Ok(true);
-        }
-        if let Some(limits) = &policy.limits {
-            // nginx's preaccess phase: limit_req, then limit_conn.
-            match self.options.limiter.check(limits, client_ip(session, ctx)) {
-                Verdict::Pass(slot) => ctx.conn_slot = slot,
-                Verdict::Refuse(why) => {
-                    let g = ctx.table.as_ref().map(|t| &t.globals);
-                    let code = match why {
-                        Refused::Rate => g.map_or(503, |g| g.limit_req_status),
-                        Refused::Connections => g.map_or(503, |g| g.limit_conn_status),
-                    };
-                    respond(session, code, ctx).await?;
-                    return Ok(true);
+        if let Some(answer) = policy::check(&self.options.limiter, req, &facts, ctx).await? {
+            match answer {
+                Answer::Status(code) => respond(session, code, ctx).await?,
+                Answer::TooLarge => {
+                    session.set_keepalive(None);
+                    respond(session, 413, ctx).await?
+                }
+                Answer::Redirect(code, location) => {
+                    respond_with(session, code, ctx, Some(&location)).await?
+                }
+                Answer::Preflight(resp) => {
+                    ctx.own_status = Some(204);
+                    session.write_response_header(Box::new(resp), true).await?;
+                }
+                Answer::Denied(d) => {
+                    respond_with_headers(session, d.status, ctx, &d.headers).await?
                 }
             }
-        }
-        if policy.allow.is_some() || policy.deny.is_some() {
-            let ip = client_ip(session, ctx);
-            let denied = policy
-                .deny
-                .as_ref()
-                .is_some_and(|d| ip.is_some_and(|ip| d.contains(ip)));
-            let allowed = policy
-                .allow
-                .as_ref()
-                .is_none_or(|a| ip.is_some_and(|ip| a.contains(ip)));
-            if denied || !allowed {
-                respond(session, 403, ctx).await?;
-                return Ok(true);
-            }
-        }
-        if let Some(limit) = policy.body_limit {
-            let declared = session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                // The body is not read: close rather than drain it.
-                session.set_keepalive(None);
-                respond(session, 413, ctx).await?;
-                return Ok(true);
-            }
-        }
-        // Authentication (access phase, after the access lists): basic, then auth-url.
-        if policy.basic_auth.is_some() || policy.external_auth.is_some() || policy.denied.is_some()
-        {
-            let ip = client_ip(session, ctx);
-            let req = session.req_header();
-            let globals = ctx.table.as_ref().map(|t| &t.globals);
-            let facts = super::auth::RequestFacts {
-                host: request_host(req).unwrap_or(""),
-                tls: ctx.tls,
-                client_ip: ip,
-                server_port: server_port(session),
-                request_id: &ctx.request_id,
-                connect_timeout: globals.map_or(Duration::from_secs(5), |g| g.connect_timeout),
-                read_timeout: globals.map_or(Duration::from_secs(60), |g| g.read_timeout),
-            };
-            let denied = super::auth::check(req, &policy, &facts, &mut ctx.auth).await;
-            if let Some(d) = denied {
-                respond_with_headers(session, d.status, ctx, &d.headers).await?;
-                return Ok(true);
-            }
+            return Ok(true);
         }
         let has_endpoints = ctx
             .route
@@ -670,16 +334,10 @@ impl ProxyHttp for SluiceProxy {
         let addr = match &route.backend.endpoints {
             Endpoints::Addrs(_) => {
                 let req = session.req_header();
-                let host = request_host(req).map(crate::routing::normalize_host);
-                let path = match route.lb {
-                    LbPolicy::Hash(_) => normalize_path(req.uri.path()).unwrap_or_default(),
-                    _ => std::borrow::Cow::Borrowed(""),
-                };
                 let info = RequestInfo {
                     req,
                     client_ip,
-                    host: host.as_deref().unwrap_or(""),
-                    path: &path,
+                    http_host: request_host(req).unwrap_or(""),
                 };
                 let balancer = &self.options.balancer;
                 balancer.pick(route, &info, &ctx.failed).map(|p| {

@@ -3,8 +3,8 @@
 //!
 //! Owns the user → password-hash map (every hash's format recognised and decoded once,
 //! at translation), password verification as a pure function, and the URL templates of
-//! `auth-url` / `auth-signin` / `auth-request-redirect` with the nginx variables they may
-//! use. *When* a hash is checked (inline, or on the blocking pool for the slow ones), the
+//! `auth-url` / `auth-signin` / `auth-request-redirect` (parsed and expanded by
+//! `routing::template` in its URL dialect). *When* a hash is checked (inline, or on the blocking pool for the slow ones), the
 //! cache of verified credentials and the subrequest itself belong to `proxy::auth`.
 //! The user map grows with objects (the Secret's entries, which the API server caps at
 //! 1 MiB per Secret), never with traffic.
@@ -21,6 +21,8 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
+
+use super::template::{arg, Template};
 
 /// `auth-type: basic`: who may pass, and the realm sent with 401.
 pub struct BasicAuth {
@@ -374,242 +376,6 @@ pub struct ExternalAuth {
     pub always_set_cookie: bool,
 }
 
-/// A string with nginx variables (`$host`, `${request_uri}`, ...), parsed once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(Box<str>),
-    Var(Var),
-}
-
-/// The nginx variables an auth URL may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Var {
-    /// `$host`: the request host, lower case, without port.
-    Host,
-    /// `$http_host`, `$best_http_host`: the Host header as sent.
-    HttpHost,
-    /// `$scheme`, `$pass_access_scheme`.
-    Scheme,
-    /// `$request_uri`: path and query as received.
-    RequestUri,
-    /// `$escaped_request_uri`: `$request_uri` percent-encoded as set-misc's
-    /// `set_escape_uri` does (everything but `A-Za-z0-9-._~`).
-    EscapedRequestUri,
-    /// `$uri`, `$document_uri`: the normalised path.
-    Uri,
-    /// `$args`, `$query_string`.
-    Args,
-    /// `$is_args`: `?` when there is a query string.
-    IsArgs,
-    /// `$request_method`.
-    Method,
-    /// `$remote_addr`, `$the_real_ip`.
-    RemoteAddr,
-    /// `$server_port`, `$pass_server_port`, `$pass_port`.
-    ServerPort,
-    /// `$http_<name>`: a request header (name lower case, `_` for `-`).
-    Header(Box<str>),
-    /// `$arg_<name>`: a query parameter, as sent.
-    Arg(Box<str>),
-    /// `$cookie_<name>`.
-    Cookie(Box<str>),
-}
-
-/// What a [`Template`] is expanded from: one request.
-pub struct RequestVars<'a> {
-    pub host: &'a str,
-    pub http_host: &'a str,
-    pub scheme: &'a str,
-    pub request_uri: &'a str,
-    pub uri: &'a str,
-    pub method: &'a str,
-    pub remote_addr: &'a str,
-    pub server_port: u16,
-    pub headers: &'a http::HeaderMap,
-}
-
-impl Template {
-    /// Parses `$name` / `${name}` references; an unknown variable is an error, as it is
-    /// when nginx loads its configuration.
-    pub fn parse(s: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = s;
-        while let Some(i) = rest.find('$') {
-            literal.push_str(&rest[..i]);
-            let after = &rest[i + 1..];
-            let (name, skip) = if let Some(braced) = after.strip_prefix('{') {
-                let end = braced
-                    .find('}')
-                    .ok_or_else(|| format!("unterminated ${{ in {s:?}"))?;
-                (&braced[..end], end + 2)
-            } else {
-                let n = after
-                    .bytes()
-                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                    .count();
-                (&after[..n], n)
-            };
-            if name.is_empty() {
-                return Err(format!("a $ without a variable name in {s:?}"));
-            }
-            let var = variable(name).ok_or_else(|| format!("unknown variable ${name}"))?;
-            if !literal.is_empty() {
-                parts.push(Part::Literal(std::mem::take(&mut literal).into()));
-            }
-            parts.push(Part::Var(var));
-            rest = &after[skip..];
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            parts.push(Part::Literal(literal.into()));
-        }
-        Ok(Template { parts })
-    }
-
-    /// The text before the first variable (all of it when there is none).
-    pub fn literal_prefix(&self) -> &str {
-        match self.parts.first() {
-            Some(Part::Literal(l)) => l,
-            _ => "",
-        }
-    }
-
-    pub fn expand(&self, v: &RequestVars<'_>) -> String {
-        let mut out = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Literal(l) => out.push_str(l),
-                Part::Var(var) => match var {
-                    Var::Host => out.push_str(v.host),
-                    Var::HttpHost => out.push_str(v.http_host),
-                    Var::Scheme => out.push_str(v.scheme),
-                    Var::RequestUri => out.push_str(v.request_uri),
-                    Var::EscapedRequestUri => out.push_str(&escape_uri_component(v.request_uri)),
-                    Var::Uri => out.push_str(v.uri),
-                    Var::Args => out.push_str(query(v.request_uri)),
-                    Var::IsArgs => {
-                        if !query(v.request_uri).is_empty() {
-                            out.push('?')
-                        }
-                    }
-                    Var::Method => out.push_str(v.method),
-                    Var::RemoteAddr => out.push_str(v.remote_addr),
-                    Var::ServerPort => out.push_str(&v.server_port.to_string()),
-                    Var::Header(h) => out.push_str(
-                        v.headers
-                            .get(h.as_ref())
-                            .and_then(|x| x.to_str().ok())
-                            .unwrap_or(""),
-                    ),
-                    Var::Arg(a) => out.push_str(arg(query(v.request_uri), a).unwrap_or("")),
-                    Var::Cookie(c) => out.push_str(cookie(v.headers, c).unwrap_or("")),
-                },
-            }
-        }
-        out
-    }
-}
-
-impl std::fmt::Display for Template {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for p in &self.parts {
-            match p {
-                Part::Literal(l) => f.write_str(l)?,
-                Part::Var(v) => {
-                    let name = match v {
-                        Var::Host => "host".to_string(),
-                        Var::HttpHost => "http_host".into(),
-                        Var::Scheme => "scheme".into(),
-                        Var::RequestUri => "request_uri".into(),
-                        Var::EscapedRequestUri => "escaped_request_uri".into(),
-                        Var::Uri => "uri".into(),
-                        Var::Args => "args".into(),
-                        Var::IsArgs => "is_args".into(),
-                        Var::Method => "request_method".into(),
-                        Var::RemoteAddr => "remote_addr".into(),
-                        Var::ServerPort => "server_port".into(),
-                        Var::Header(h) => format!("http_{}", h.replace('-', "_")),
-                        Var::Arg(a) => format!("arg_{a}"),
-                        Var::Cookie(c) => format!("cookie_{c}"),
-                    };
-                    write!(f, "${{{name}}}")?
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn variable(name: &str) -> Option<Var> {
-    Some(match name {
-        "host" => Var::Host,
-        "http_host" | "best_http_host" => Var::HttpHost,
-        "scheme" | "pass_access_scheme" => Var::Scheme,
-        "request_uri" => Var::RequestUri,
-        "escaped_request_uri" => Var::EscapedRequestUri,
-        "uri" | "document_uri" => Var::Uri,
-        "args" | "query_string" => Var::Args,
-        "is_args" => Var::IsArgs,
-        "request_method" => Var::Method,
-        "remote_addr" | "the_real_ip" => Var::RemoteAddr,
-        "server_port" | "pass_server_port" | "pass_port" => Var::ServerPort,
-        _ => {
-            if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
-                Var::Header(h.to_ascii_lowercase().replace('_', "-").into())
-            } else if let Some(a) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
-                Var::Arg(a.into())
-            } else if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
-                Var::Cookie(c.into())
-            } else {
-                return None;
-            }
-        }
-    })
-}
-
-fn query(request_uri: &str) -> &str {
-    request_uri.split_once('?').map_or("", |(_, q)| q)
-}
-
-fn arg<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        k.eq_ignore_ascii_case(name).then_some(v)
-    })
-}
-
-fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
-}
-
-/// Percent-encodes everything but `A-Za-z0-9-._~` (set-misc's `set_escape_uri`, which
-/// ingress-nginx uses for `$escaped_request_uri`).
-pub fn escape_uri_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// ingress-nginx's `buildAuthSignURL`: appends `<param>=$pass_access_scheme://$http_host$escaped_request_uri`
 /// to the sign-in URL unless its query already has that parameter.
 pub fn signin_with_redirect(signin: &str, param: &str) -> String {
@@ -678,41 +444,6 @@ mod tests {
         let e = PasswordHash::parse("$2y$05$bvIG6Nmid91Mu9RcmmWZfO5HJIMCT8riNW0hEp8f6/FuA2/mHZFp")
             .unwrap_err();
         assert!(!e.contains("bvIG6"), "{e}");
-    }
-
-    #[test]
-    fn templates() {
-        let headers = {
-            let mut h = http::HeaderMap::new();
-            h.insert("x-user", "bob".parse().unwrap());
-            h.insert("cookie", "a=1; SID=xyz".parse().unwrap());
-            h
-        };
-        let v = RequestVars {
-            host: "app.example",
-            http_host: "app.example:8080",
-            scheme: "https",
-            request_uri: "/p/a th?x=1&y=2",
-            uri: "/p/a th",
-            method: "POST",
-            remote_addr: "10.0.0.9",
-            server_port: 8443,
-            headers: &headers,
-        };
-        let t = Template::parse(
-            "https://$host/auth?u=${request_uri}&e=$escaped_request_uri&$http_x_user-$arg_y-$cookie_SID-$scheme",
-        )
-        .unwrap();
-        assert_eq!(
-            t.expand(&v),
-            "https://app.example/auth?u=/p/a th?x=1&y=2&e=%2Fp%2Fa%20th%3Fx%3D1%26y%3D2&bob-2-xyz-https"
-        );
-        assert_eq!(t.literal_prefix(), "https://");
-        assert!(Template::parse("http://x/$nope").is_err());
-        assert!(Template::parse("http://x/${host").is_err());
-        assert!(Template::parse("http://x/$").is_err());
-        let plain = Template::parse("http://auth.svc/check").unwrap();
-        assert_eq!(plain.literal_prefix(), "http://auth.svc/check");
     }
 
     #[test]

@@ -12,6 +12,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::template::{Dialect, Template, TemplateError};
+
 /// `load-balance` / `upstream-hash-by`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum LbPolicy {
@@ -24,115 +26,38 @@ pub enum LbPolicy {
     Hash(HashKey),
 }
 
-/// One element of an `upstream-hash-by` expression.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPart {
-    Literal(Box<str>),
-    /// `$request_uri`: path and query as received.
-    RequestUri,
-    /// `$uri`: the normalised path, no query.
-    Uri,
-    /// `$host`: the request host, lower case, no port.
-    Host,
-    /// `$remote_addr`: the client IP.
-    RemoteAddr,
-    /// `$http_<name>` (name lower case, `_` for `-`).
-    Header(Box<str>),
-    /// `$cookie_<name>`.
-    Cookie(Box<str>),
-    /// `$arg_<name>`: a query parameter.
-    Arg(Box<str>),
-}
-
-/// A parsed `upstream-hash-by` expression such as `$host$request_uri` or `user-$arg_id`.
+/// A parsed `upstream-hash-by` expression such as `$host$request_uri` or `user-$arg_id`:
+/// a template of the hash-key dialect (`$request_uri`, `$uri`, `$host`, `$remote_addr`,
+/// `$http_*`, `$cookie_*`, `$arg_*`), evaluated by `routing::template`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashKey {
-    pub parts: Vec<KeyPart>,
+    pub template: Template,
 }
 
 impl HashKey {
     /// Parses an nginx expression: `$name` or `${name}` variables among literal text.
     /// Unknown variables are an error (nginx would fail its config test).
     pub fn parse(expr: &str) -> Result<HashKey, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = expr;
-        while let Some(pos) = rest.find('$') {
-            literal.push_str(&rest[..pos]);
-            rest = &rest[pos + 1..];
-            let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
-                let end = braced
-                    .find('}')
-                    .ok_or_else(|| format!("unclosed ${{ in {expr:?}"))?;
-                (&braced[..end], &braced[end + 1..])
-            } else {
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len());
-                (&rest[..end], &rest[end..])
-            };
-            if name.is_empty() {
-                return Err(format!("a lone $ in {expr:?}"));
-            }
-            if !literal.is_empty() {
-                parts.push(KeyPart::Literal(std::mem::take(&mut literal).into()));
-            }
-            parts.push(variable(name).ok_or_else(|| {
-                format!("${name} is not supported (use $request_uri, $uri, $host, $remote_addr, $http_*, $cookie_*, $arg_*)")
-            })?);
-            rest = after;
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            parts.push(KeyPart::Literal(literal.into()));
-        }
-        if !parts.iter().any(|p| !matches!(p, KeyPart::Literal(_))) {
+        let template = Template::parse_in(expr, Dialect::HashKey).map_err(|e| match e {
+            TemplateError::Unknown(name) => format!(
+                "${name} is not supported (use $request_uri, $uri, $host, $remote_addr, $http_*, $cookie_*, $arg_*)"
+            ),
+            e => e.to_string(),
+        })?;
+        if !template.has_variables() {
             return Err(format!(
                 "{expr:?} has no variable, so every request would hash alike"
             ));
         }
-        Ok(HashKey { parts })
+        Ok(HashKey { template })
     }
 }
 
 impl std::fmt::Display for HashKey {
     /// The expression in nginx syntax (braced variables), for logs and tests.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for p in &self.parts {
-            match p {
-                KeyPart::Literal(s) => f.write_str(s)?,
-                KeyPart::RequestUri => f.write_str("${request_uri}")?,
-                KeyPart::Uri => f.write_str("${uri}")?,
-                KeyPart::Host => f.write_str("${host}")?,
-                KeyPart::RemoteAddr => f.write_str("${remote_addr}")?,
-                KeyPart::Header(h) => write!(f, "${{http_{}}}", h.replace('-', "_"))?,
-                KeyPart::Cookie(c) => write!(f, "${{cookie_{c}}}")?,
-                KeyPart::Arg(a) => write!(f, "${{arg_{a}}}")?,
-            }
-        }
-        Ok(())
+        self.template.fmt(f)
     }
-}
-
-fn variable(name: &str) -> Option<KeyPart> {
-    let lower = name.to_ascii_lowercase();
-    Some(match lower.as_str() {
-        "request_uri" => KeyPart::RequestUri,
-        "uri" | "document_uri" => KeyPart::Uri,
-        "host" => KeyPart::Host,
-        "remote_addr" | "binary_remote_addr" => KeyPart::RemoteAddr,
-        _ => {
-            if let Some(h) = lower.strip_prefix("http_").filter(|h| !h.is_empty()) {
-                KeyPart::Header(h.replace('_', "-").into())
-            } else if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
-                KeyPart::Cookie(c.into())
-            } else if let Some(a) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
-                KeyPart::Arg(a.into())
-            } else {
-                return None;
-            }
-        }
-    })
 }
 
 /// `affinity-mode`.
@@ -322,6 +247,7 @@ pub fn mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::template::{Part, Var};
 
     fn addrs(n: u8) -> Vec<SocketAddr> {
         (1..=n)
@@ -332,18 +258,19 @@ mod tests {
     #[test]
     fn parses_nginx_expressions() {
         let k = HashKey::parse("$request_uri").unwrap();
-        assert_eq!(k.parts, vec![KeyPart::RequestUri]);
+        assert_eq!(k.template.parts, vec![Part::Var(Var::RequestUri)]);
         let k = HashKey::parse("u-${arg_id}/$http_x_user$cookie_SID").unwrap();
         assert_eq!(
-            k.parts,
+            k.template.parts,
             vec![
-                KeyPart::Literal("u-".into()),
-                KeyPart::Arg("id".into()),
-                KeyPart::Literal("/".into()),
-                KeyPart::Header("x-user".into()),
-                KeyPart::Cookie("SID".into()),
+                Part::Literal("u-".into()),
+                Part::Var(Var::Arg("id".into())),
+                Part::Literal("/".into()),
+                Part::Var(Var::Http("x-user".into())),
+                Part::Var(Var::Cookie("SID".into())),
             ]
         );
+        assert_eq!(k.to_string(), "u-${arg_id}/${http_x_user}${cookie_SID}");
         assert!(HashKey::parse("$nope").is_err());
         assert!(HashKey::parse("constant").is_err());
         assert!(HashKey::parse("${host").is_err());

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod balance;
 pub mod canary;
 pub mod certs;
+pub mod cookie;
 pub mod cors;
 pub mod limits;
 pub mod matcher;
@@ -15,7 +16,7 @@ pub mod table;
 pub mod template;
 
 pub use balance::{
-    AffinityMode, CookieAffinity, HashKey, KeyPart, LbPolicy, NextUpstream, RetryStatuses, Ring,
+    AffinityMode, CookieAffinity, HashKey, LbPolicy, NextUpstream, RetryStatuses, Ring,
 };
 pub use canary::{Canary, CanaryRules};
 pub use certs::CertTable;
@@ -27,4 +28,6 @@ pub use table::{
     Backend, Endpoints, GlobalSettings, Match, Route, RoutingTable, SharedTable, TableStats,
     UpstreamProtocol, UpstreamTls,
 };
-pub use template::{HeaderTemplate, LogEscape, LogFormat, Template, Var};
+pub use template::{
+    Dialect, HeaderTemplate, LogEscape, LogFormat, RequestVars, Template, TemplateError, Var,
+};

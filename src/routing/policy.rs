@@ -25,7 +25,7 @@ pub struct Policy {
     pub redirect: Option<Redirect>,
     /// `app-root`: a request for exactly `/` is redirected (302) to
     /// `$scheme://$http_host` + this path, its nginx variables expanded.
-    pub app_root: Option<super::auth::Template>,
+    pub app_root: Option<super::template::Template>,
     /// `whitelist-source-range` / `allowlist-source-range`: only these clients (403 else).
     pub allow: Option<CidrSet>,
     /// `denylist-source-range`: these clients get 403.

@@ -34,7 +34,8 @@ use super::super::object::namespace_of;
 use super::super::object::raw_annotation;
 use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
-use crate::routing::auth::{signin_with_redirect, BasicAuth, ExternalAuth, PasswordHash, Template};
+use crate::routing::auth::{signin_with_redirect, BasicAuth, ExternalAuth, PasswordHash};
+use crate::routing::template::{Dialect, Template};
 use crate::routing::Policy;
 
 use super::super::object::ANNOTATION_PREFIX as P;
@@ -293,7 +294,7 @@ fn external(ing: &Ingress, warn: &mut Warn<'_>) -> Result<Option<ExternalAuth>> 
         None => None,
         Some(s) => {
             let ok = s.starts_with('/') || http_url(s).is_ok();
-            match Template::parse(&signin_with_redirect(s, param)) {
+            match Template::parse_in(&signin_with_redirect(s, param), Dialect::Url) {
                 Ok(t) if ok && is_uri_text(s) => Some(t),
                 Ok(_) => {
                     return deny(format!(
@@ -322,7 +323,7 @@ fn external(ing: &Ingress, warn: &mut Warn<'_>) -> Result<Option<ExternalAuth>> 
     }
     let request_redirect = match get("auth-request-redirect").filter(|r| !r.is_empty()) {
         None => None,
-        Some(r) => match Template::parse(r) {
+        Some(r) => match Template::parse_in(r, Dialect::Url) {
             Ok(t) if is_uri_text(r) => Some(t),
             _ => {
                 warn(
@@ -368,7 +369,8 @@ fn http_url(url: &str) -> Result<Template> {
     if authority.is_empty() {
         return Err(Error::InvalidValue("has no host".into()));
     }
-    let t = Template::parse(url).map_err(Error::InvalidValue)?;
+    let t =
+        Template::parse_in(url, Dialect::Url).map_err(|e| Error::InvalidValue(e.to_string()))?;
     // A literal URL must be one hyper can send to.
     if !url.contains('$') {
         let uri: http::Uri = url

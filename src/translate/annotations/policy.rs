@@ -24,6 +24,7 @@ use super::super::object::namespace_of;
 use super::super::object::raw_annotation;
 use super::super::values::{parse_bool, parse_seconds};
 use super::super::{ObjKind, Warning};
+use crate::routing::template::{Dialect, Template};
 use crate::routing::{CidrSet, Policy, Redirect};
 
 /// What the Ingress's path rules need besides the [`Policy`].
@@ -110,7 +111,7 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
     if let Some(v) = get("app-root").filter(|v| !v.is_empty()) {
         // nginx interpolates variables in the target (`/login$is_args$args`).
         let parsed = (v.starts_with('/') && v.len() > 1 && is_uri_text(v))
-            .then(|| crate::routing::auth::Template::parse(v));
+            .then(|| Template::parse_in(v, Dialect::Url));
         if let Some(Ok(t)) = parsed {
             policy.app_root = Some(t);
         } else if let Some(Err(e)) = parsed {
