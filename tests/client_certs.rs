@@ -366,3 +366,74 @@ fn only_client_auth_hosts_ask_for_a_certificate() {
         "{broken}"
     );
 }
+
+/// One `openssl s_client` connection to `sni` sending a GET: (resumed?, full output).
+fn s_client_get(addr: SocketAddr, sni: &str, extra: &[&str]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-connect", &addr.to_string()])
+        .args(["-servername", sni, "-ign_eof"])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run openssl s_client");
+    // The answer and close let s_client read the TLS 1.3 tickets before it exits.
+    let request = format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("\nReused, "), text)
+}
+
+#[test]
+fn resumed_sessions_keep_their_certificate_and_policy() {
+    let t = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let sess = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let (cert, key) = (t.alice.path(), t.alice.key_path());
+    let with_alice = [
+        "-cert",
+        cert.to_str().unwrap(),
+        "-key",
+        key.to_str().unwrap(),
+    ];
+    for version in ["-tls1_3", "-tls1_2"] {
+        let first = sess(&format!("{version}-first"));
+        let mut args = vec![version, "-sess_out", &first];
+        args.extend_from_slice(&with_alice);
+        let (reused, text) = s_client_get(t.https, "on.example", &args);
+        assert!(!reused && text.contains("HTTP/1.1 200"), "{text}");
+        // The resumed session is still alice's: verified again, and served.
+        let again = sess(&format!("{version}-again"));
+        let (reused, text) = s_client_get(
+            t.https,
+            "on.example",
+            &[version, "-sess_in", &first, "-sess_out", &again],
+        );
+        assert!(reused, "{version}: no resumption\n{text}");
+        assert!(
+            text.contains("HTTP/1.1 200") && text.contains("SUCCESS") && text.contains("CN=alice"),
+            "{text}"
+        );
+        // A session of a host without client auth does not resume on one with it.
+        let plain = sess(&format!("{version}-plain"));
+        let (_, text) = s_client_get(t.https, "plain.example", &[version, "-sess_out", &plain]);
+        assert!(text.contains("HTTP/1.1 200"), "{text}");
+        let (reused, text) = s_client_get(t.https, "on.example", &[version, "-sess_in", &plain]);
+        assert!(
+            !reused && text.contains("HTTP/1.1 400"),
+            "{version}:\n{text}"
+        );
+    }
+}

@@ -362,24 +362,28 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    fn trust_of(root: &CertificateDer<'static>) -> Arc<Trust> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(root.clone()).unwrap();
+        let roots = Arc::new(roots);
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            crate::routing::certs::crypto_provider(),
+        )
+        .build()
+        .unwrap();
+        Arc::new(Trust { verifier, roots })
+    }
+
     fn auth(mode: VerifyClient, broken: bool, match_cn: Option<&str>) -> ClientAuth {
         let trust = if broken {
             Err("no CA".into())
         } else {
-            let mut roots = rustls::RootCertStore::empty();
             let ca = rcgen::CertificateParams::new(vec![])
                 .unwrap()
                 .self_signed(&rcgen::KeyPair::generate().unwrap())
                 .unwrap();
-            roots.add(ca.der().clone()).unwrap();
-            let roots = Arc::new(roots);
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                roots.clone(),
-                crate::routing::certs::crypto_provider(),
-            )
-            .build()
-            .unwrap();
-            Ok(Arc::new(Trust { verifier, roots }))
+            Ok(trust_of(ca.der()))
         };
         ClientAuth {
             mode,
@@ -452,6 +456,52 @@ mod tests {
             decide(&page, true, Some(&none)),
             Some(Refusal::Redirect("https://help.example/".into()))
         );
+    }
+
+    #[test]
+    fn verify_depth_counts_intermediates() {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let ca = |cn: &str| {
+            let mut p = CertificateParams::new(vec![]).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            p.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ];
+            p
+        };
+        let leaf_of = |issuer: &rcgen::Issuer<'_, KeyPair>| {
+            let mut p = CertificateParams::new(vec![]).unwrap();
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(rcgen::DnType::CommonName, "leaf");
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().unwrap();
+            p.signed_by(&key, issuer).unwrap().der().clone()
+        };
+        let root = CertifiedIssuer::self_signed(ca("root"), KeyPair::generate().unwrap()).unwrap();
+        let int1 =
+            CertifiedIssuer::signed_by(ca("int1"), KeyPair::generate().unwrap(), &root).unwrap();
+        let int2 =
+            CertifiedIssuer::signed_by(ca("int2"), KeyPair::generate().unwrap(), &int1).unwrap();
+        let trust = trust_of(root.der());
+        let mut a = auth(VerifyClient::On, false, None);
+        a.trust = Ok(trust.clone());
+        let one = vec![leaf_of(&int1), int1.der().clone()];
+        let two = vec![leaf_of(&int2), int2.der().clone(), int1.der().clone()];
+        // ingress-nginx's default depth 1: one intermediate, as OpenSSL counts.
+        assert_eq!(verify(&a, &trust, Some(&one)).verdict, Verdict::Success);
+        let too_long = verify(&a, &trust, Some(&two)).verdict;
+        assert_eq!(too_long.header(), "FAILED:certificate chain too long");
+        a.depth = 2;
+        assert_eq!(verify(&a, &trust, Some(&two)).verdict, Verdict::Success);
+        let p = verify(&a, &trust, Some(&two));
+        assert_eq!(
+            (p.subject_dn.as_str(), p.issuer_dn.as_str()),
+            ("CN=leaf", "CN=int2")
+        );
+        assert_eq!(verify(&a, &trust, None).verdict, Verdict::None);
     }
 
     #[test]

@@ -10,12 +10,12 @@
 //! (the same `TlsStream` and digests as before, so ALPN, h2 and `ssl_digest` work
 //! unchanged). The handshake is bounded by the same 60 s Pingora's listener used.
 //!
-//! Before the handshake it reads the ClientHello's SNI ([`super::sni`], the bytes are
-//! given back to the stream) and picks the config from the current table: a host with
-//! client certificates (`auth-tls-*`) gets its policy's config, which asks for one,
-//! and the certificate is verified right after the handshake into the TLS digest
-//! ([`crate::proxy::client_cert`]); every other connection gets the base config and
-//! is never asked for a certificate.
+//! When the table has client-auth hosts, it first reads the ClientHello's SNI
+//! ([`super::sni`]; the bytes are given back to the stream) and picks the config from
+//! the current table: a host with client certificates (`auth-tls-*`) gets its
+//! policy's config, which asks for one, and the certificate is verified right after
+//! the handshake into the TLS digest ([`crate::proxy::client_cert`]); every other
+//! connection gets the base config and is never asked for a certificate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,11 +90,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
                     return None;
                 }
             }
-            let sni = match super::sni::peek_sni(&mut l4).await {
-                Ok(sni) => sni,
-                Err(e) => {
-                    debug!(error = %e, "closing TLS connection: reading the ClientHello");
-                    return None;
+            // Without client-auth hosts every connection takes the base config: the
+            // ClientHello is not read twice.
+            let sni = if self.table.load().client_auth.is_empty() {
+                None
+            } else {
+                match super::sni::peek_sni(&mut l4).await {
+                    Ok(sni) => sni,
+                    Err(e) => {
+                        debug!(error = %e, "closing TLS connection: reading the ClientHello");
+                        return None;
+                    }
                 }
             };
             let table = self.table.load();
