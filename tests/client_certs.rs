@@ -120,6 +120,7 @@ fn setup() -> Setup {
         "broken.example",
         "cn.example",
         "page.example",
+        "alias-on.example",
     ];
     let server = Cert::ecdsa("server", &hosts);
     let mut m = String::from(INGRESS_CLASS);
@@ -136,10 +137,15 @@ fn setup() -> Setup {
     let pass_key = format!("{A}auth-tls-pass-certificate-to-upstream");
     let cn_key = format!("{A}auth-tls-match-cn");
     let page_key = format!("{A}auth-tls-error-page");
+    let alias_key = format!("{A}server-alias");
     let ingresses: [(&str, Vec<(&str, &str)>); 8] = [
         (
             "on.example",
-            vec![(&secret_key, "default/client-ca"), (&pass_key, "true")],
+            vec![
+                (&secret_key, "default/client-ca"),
+                (&pass_key, "true"),
+                (&alias_key, "alias-on.example"),
+            ],
         ),
         ("crl.example", vec![(&secret_key, "client-ca-crl")]),
         (
@@ -326,6 +332,17 @@ fn client_certificates_as_ingress_nginx() {
         "{}",
         s.logs()
     );
+
+    // A server-alias is the same server: same certificate rules.
+    assert_status(
+        s,
+        &curl(https, "alias-on.example", None, &[]),
+        400,
+        "alias, no certificate",
+    );
+    let got = curl(https, "alias-on.example", Some(&t.alice), &[]);
+    assert_status(s, &got, 200, "alias, valid certificate");
+    assert_eq!(got.header("ssl-client-verify").as_deref(), Some("SUCCESS"));
 
     // A host without client auth is served, and ssl-client-* headers pass untouched.
     let got = curl(https, "plain.example", None, &[]);

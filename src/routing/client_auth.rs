@@ -6,7 +6,10 @@
 //! Host-level, as ingress-nginx's `ssl_verify_client` is a `server` setting: the oldest
 //! Ingress of a host that names `auth-tls-secret` decides for every path of the host.
 //! [`ClientAuthTable::lookup`] finds it by SNI at handshake time and by `Host` per
-//! request (exact names, then one-label wildcards). A policy whose Secret or regex is
+//! request (exact names, then one-label wildcards: an exact host under a client-auth
+//! wildcard takes the wildcard's policy, because the router sends its unmatched paths
+//! to the wildcard's rules, which must not be reachable unverified; `server-alias`
+//! names carry their host's policy). A policy whose Secret or regex is
 //! unusable is kept as [`ClientAuth::trust`] = `Err`: the host answers 403 and is never
 //! served unverified.
 

@@ -185,6 +185,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     } = merge;
 
     hosts_plan.insert_redirects(&mut table);
+    auth_tls::cover_aliases(&hosts_plan, &mut table.client_auth);
     canary_plan.finish(&mut table.default_backend, &mut warnings);
     if let Some(dbs) = &config.default_backend_service {
         default_backend_service(dbs, &mut backends, &mut table, &mut warnings);

@@ -201,6 +201,21 @@ pub fn assign(
     }
 }
 
+/// A `server-alias` name is another `server_name` of the host's nginx server, so it
+/// gets the host's client-certificate policy too (else the alias would bypass it).
+pub fn cover_aliases(plan: &super::hosts::HostPlan, table: &mut crate::routing::ClientAuthTable) {
+    let pairs: Vec<(Arc<ClientAuth>, String)> = plan
+        .alias_pairs()
+        .filter_map(|(host, alias)| {
+            let auth = table.lookup(&host.to_string())?;
+            Some((auth.clone(), alias.to_string()))
+        })
+        .collect();
+    for (auth, alias) in pairs {
+        table.insert(&alias, &auth);
+    }
+}
+
 /// ingress-nginx's check of `auth-tls-error-page`: an http(s) URL or a path.
 fn is_error_page(v: &str) -> bool {
     let rest = v

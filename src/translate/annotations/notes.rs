@@ -30,7 +30,7 @@ pub const DIFFERS: &[(&str, &str)] = &[
     ),
     (
         "auth-tls-secret",
-        "host-level (the oldest Ingress of the host that sets it); server-alias names are not covered; a missing or unusable Secret makes the host answer 403 (never unverified)",
+        "host-level (the oldest Ingress of the host that sets it; its server-alias names too); an exact host under a wildcard host with client certificates needs them as well (sluice sends its unmatched paths to the wildcard's rules); a missing or unusable Secret makes the host answer 403 (never unverified)",
     ),
     (
         "client-body-buffer-size",
