@@ -3,8 +3,9 @@
 //! (`curl`, `openssl s_client`): valid, missing, wrong-CA, expired and revoked
 //! certificates; `optional` and `optional_no_ca`; `auth-tls-match-cn`,
 //! `-error-page`, `-pass-certificate-to-upstream`; a broken CA Secret failing closed;
-//! hosts without client auth never asked for a certificate; the `ssl-client-*`
-//! headers the backend sees.
+//! hosts without client auth never asked for a certificate; `server-alias` names; the
+//! `ssl-client-*` headers the backend sees (HTTP/1.1, h2, TLS 1.2); resumed sessions;
+//! a rotated CA Secret.
 
 mod support;
 
@@ -99,6 +100,10 @@ struct Setup {
     revoked: Cert,
     expired: Cert,
     stranger: Cert,
+    /// The manifests sluice was started with, and the PEMs of both CAs.
+    manifests: String,
+    ca_pem: String,
+    other_ca_pem: String,
     _echo: Echo,
 }
 
@@ -186,6 +191,9 @@ fn setup() -> Setup {
         revoked,
         expired,
         stranger,
+        manifests: m,
+        ca_pem: ca.cert_pem.clone(),
+        other_ca_pem: other_ca.cert_pem.clone(),
         _echo: echo,
     }
 }
@@ -197,7 +205,11 @@ fn client_certificates_as_ingress_nginx() {
 
     // verify-client on (the default): a valid certificate passes, over TLS 1.3 and 1.2,
     // and the backend sees who it was.
-    for version in [&[][..], &["--tlsv1.2", "--tls-max", "1.2"][..]] {
+    for version in [
+        &["--http1.1"][..],
+        &["--http2"],
+        &["--tlsv1.2", "--tls-max", "1.2"],
+    ] {
         let got = curl(https, "on.example", Some(&t.alice), version);
         assert_status(s, &got, 200, "valid certificate");
         assert_eq!(got.header("ssl-client-verify").as_deref(), Some("SUCCESS"));
@@ -453,4 +465,39 @@ fn resumed_sessions_keep_their_certificate_and_policy() {
             "{version}:\n{text}"
         );
     }
+}
+
+#[test]
+fn a_rotated_ca_applies_from_the_next_handshake() {
+    let t = setup();
+    let (s, https) = (&t.s, t.https);
+    assert_status(
+        s,
+        &curl(https, "on.example", Some(&t.alice), &[]),
+        200,
+        "before",
+    );
+    let b64 = support::tls::base64;
+    let rotated = t
+        .manifests
+        .replace(&b64(t.ca_pem.as_bytes()), &b64(t.other_ca_pem.as_bytes()));
+    assert_ne!(rotated, t.manifests);
+    s.write("mtls.yaml", &rotated);
+    let started = std::time::Instant::now();
+    while curl(https, "on.example", Some(&t.stranger), &[]).status != 200 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the new CA never applied\n{}",
+            s.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_status(
+        s,
+        &curl(https, "on.example", Some(&t.alice), &[]),
+        400,
+        "old CA",
+    );
+    let (_, asked) = s_client(https, Some("on.example"), &[]);
+    assert!(asked.contains("CN = other-ca"), "{asked}");
 }
