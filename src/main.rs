@@ -428,7 +428,8 @@ fn main() -> anyhow::Result<()> {
 
     let fake_cert = fake_certificate()
         .map_err(|e| anyhow::anyhow!("generating the default certificate: {e}"))?;
-    // One TLS config for all workers: one session cache and one set of ticket keys.
+    // One set of TLS configs for all workers: one session cache and one set of ticket
+    // keys per config (the base one, and one per client-certificate policy).
     let tls_config = sluice::proxy::tls::server_config(table.clone(), fake_cert)
         .context("building the TLS configuration")?;
     let options = ProxyOptions {

@@ -14,6 +14,7 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Time-out",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Large",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         501 => "Not Implemented",

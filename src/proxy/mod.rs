@@ -12,6 +12,7 @@ pub mod auth;
 pub mod balance;
 pub mod buffering;
 pub mod canary;
+pub mod client_cert;
 pub mod conncap;
 pub mod context;
 pub mod cors;

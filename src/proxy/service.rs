@@ -247,6 +247,18 @@ impl ProxyHttp for SluiceProxy {
                 return Ok(true);
             }
         };
+        // Client certificates (auth-tls-*): a server-level check in nginx, before any
+        // location.
+        if let Some(refusal) = super::client_cert::check(session, &table, host, ctx.tls) {
+            ctx.table = Some(table);
+            match refusal {
+                super::client_cert::Refusal::Status(code) => respond(session, code, ctx).await?,
+                super::client_cert::Refusal::Redirect(to) => {
+                    respond_with(session, 302, ctx, Some(&to)).await?
+                }
+            }
+            return Ok(true);
+        }
         let route = match table.lookup(host, &path) {
             Match::Default(r) if custom_errors::catch_all_404(r, &table) => {
                 ctx.table = Some(table);
@@ -447,6 +459,7 @@ impl ProxyHttp for SluiceProxy {
                 },
                 g,
             )?;
+            super::client_cert::upstream_headers(session, table, host, ctx.tls, upstream)?;
             if !g.proxy_set_headers.is_empty() {
                 headers::set_request_headers(upstream, &g.proxy_set_headers, &vars(session, ctx))?;
             }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod balance;
 pub mod canary;
 pub mod certs;
+pub mod client_auth;
 pub mod cookie;
 pub mod cors;
 pub mod limits;
@@ -20,6 +21,7 @@ pub use balance::{
 };
 pub use canary::{Canary, CanaryRules};
 pub use certs::CertTable;
+pub use client_auth::{ClientAuth, ClientAuthTable, Trust, VerifyClient};
 pub use cors::{AllowOrigin, Cors, OriginPattern};
 pub use limits::{Rate, RateLimits};
 pub use matcher::{normalize_host, normalize_path, BadPath, HostPattern, PathKind};

@@ -234,6 +234,8 @@ pub struct RoutingTable {
     /// (host, Secret namespace, Secret name, notAfter) of every served certificate, for
     /// the expiry metric.
     pub cert_expiry: Vec<(String, String, String, i64)>,
+    /// Client-certificate authentication (`auth-tls-*`) by host.
+    pub client_auth: super::ClientAuthTable,
     pub stats: TableStats,
 }
 

@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
 use super::annotations::{
-    auth, balance, canary, cors, custom_errors, hosts, limits, policy, upstream,
+    auth, auth_tls, balance, canary, cors, custom_errors, hosts, limits, policy, upstream,
 };
 use super::backends::{port_label, BackendIndex};
 use super::object::{
@@ -155,6 +155,9 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
             continue;
         };
         let spec = ing.spec.as_ref().expect("Settings::parse checked the spec");
+        if let Some(auth) = auth_tls::parse(ing, &secrets, &mut warnings) {
+            auth_tls::assign(ing, &auth, &mut merge.table.client_auth, &mut warnings);
+        }
         if let Some(default) = &spec.default_backend {
             spec_default_backend(
                 ing,
@@ -182,6 +185,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     } = merge;
 
     hosts_plan.insert_redirects(&mut table);
+    auth_tls::cover_aliases(&hosts_plan, &mut table.client_auth);
     canary_plan.finish(&mut table.default_backend, &mut warnings);
     if let Some(dbs) = &config.default_backend_service {
         default_backend_service(dbs, &mut backends, &mut table, &mut warnings);

@@ -227,7 +227,7 @@ impl Cert {
                 "-CAkey",
                 ca_key.to_str().unwrap(),
                 "-set_serial",
-                "2",
+                &next_serial().to_string(),
                 "-days",
                 "30",
                 "-out",
@@ -238,6 +238,104 @@ impl Cert {
             dir.path(),
         );
         Cert::load(dir)
+    }
+
+    /// An ECDSA client certificate signed by `self` (a [`Cert::ca`]), valid only in
+    /// January 2020.
+    pub fn issue_expired(&self, cn: &str) -> Cert {
+        let dir = tempfile::tempdir().unwrap();
+        self.ca_files(dir.path());
+        let subj = format!("/CN={cn}");
+        openssl(
+            &[
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "req.csr",
+                "-subj",
+                &subj,
+            ],
+            dir.path(),
+        );
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        let (ca_cert, ca_key) = (self.path(), self.key_path());
+        openssl(
+            &[
+                "ca",
+                "-batch",
+                "-config",
+                "ca.cnf",
+                "-cert",
+                ca_cert.to_str().unwrap(),
+                "-keyfile",
+                ca_key.to_str().unwrap(),
+                "-in",
+                "req.csr",
+                "-out",
+                "cert.pem",
+                "-notext",
+                "-extfile",
+                "ext.cnf",
+                "-startdate",
+                "20200101000000Z",
+                "-enddate",
+                "20200201000000Z",
+            ],
+            dir.path(),
+        );
+        Cert::load(dir)
+    }
+
+    /// A CRL (PEM) of `self` (a [`Cert::ca`]) revoking `revoked`, valid for 30 days.
+    pub fn crl(&self, revoked: &[&Cert]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        self.ca_files(dir.path());
+        let (ca_cert, ca_key) = (self.path(), self.key_path());
+        let ca_args = [
+            "-config",
+            "ca.cnf",
+            "-cert",
+            ca_cert.to_str().unwrap(),
+            "-keyfile",
+            ca_key.to_str().unwrap(),
+        ];
+        for cert in revoked {
+            let mut args = vec!["ca"];
+            args.extend_from_slice(&ca_args);
+            let path = cert.path();
+            args.extend_from_slice(&["-revoke", path.to_str().unwrap()]);
+            openssl(&args, dir.path());
+        }
+        let mut args = vec!["ca", "-gencrl"];
+        args.extend_from_slice(&ca_args);
+        args.extend_from_slice(&["-crldays", "30", "-out", "crl.pem"]);
+        openssl(&args, dir.path());
+        std::fs::read_to_string(dir.path().join("crl.pem")).unwrap()
+    }
+
+    /// An `openssl ca` database and config in `dir`.
+    fn ca_files(&self, dir: &Path) {
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n\
+             crlnumber = crlnumber\ndefault_md = sha256\npolicy = p\nunique_subject = no\n\
+             [p]\ncommonName = supplied\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), format!("{:04X}\n", next_serial())).unwrap();
+        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
     }
 
     /// The private key file.
@@ -278,6 +376,12 @@ impl Cert {
             &[("tls.crt", &self.cert_pem), ("tls.key", &self.key_pem)],
         )
     }
+}
+
+/// A fresh certificate serial number (revocation lists name certificates by it).
+fn next_serial() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A Secret in namespace `default` with `data` (values given in clear, stored base64).

@@ -13,39 +13,108 @@
 //! `ssl-session-timeout`), session tickets are off unless `ssl-session-tickets` is true
 //! (for forward secrecy); both ConfigMap keys apply live. The ticket keys are rustls's
 //! rotating in-process keys: replicas do not share them (not yet: a Secret-held key).
+//!
+//! Client certificates (`auth-tls-*`) are per host, but rustls asks for them before it
+//! knows the SNI to a verifier that never sees it: [`terminate`] reads the SNI from
+//! the ClientHello first ([`sni`]) and picks [`TlsConfigs::for_policy`] or the base
+//! config, so hosts without client auth are never asked for a certificate.
 
+mod deferred;
+pub mod sni;
 pub mod terminate;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::routing::certs::{crypto_provider, signing_key};
-use crate::routing::SharedTable;
+use crate::routing::{ClientAuth, SharedTable, Trust};
 
 /// Sessions the shared cache holds: nginx's `ssl-session-cache-size` default of 10 MB
 /// holds about 40,000.
 pub const SESSION_CACHE_ENTRIES: usize = 40_000;
 
-/// Builds the process's TLS server config: TLS 1.2 and 1.3, h2 then http/1.1 by ALPN,
-/// certificates from the current table, one session cache and one ticketer.
+/// The process's TLS server configs: the one every host without client certificates
+/// uses, and one per distinct client-certificate policy (`auth-tls-*`), built on the
+/// first handshake that needs it and kept while the table still has the policy.
+///
+/// All share the certificate resolver, ALPN and versions ([`build`]). Each has its own
+/// session cache and ticket key, so a session made under one client-auth policy (or
+/// none) never resumes under another; a resumed session keeps its client certificate,
+/// which is verified again against the host's current CA.
+pub struct TlsConfigs {
+    table: Arc<SharedTable>,
+    fallback: Arc<CertifiedKey>,
+    base: Arc<ServerConfig>,
+    by_policy: Mutex<HashMap<u64, Arc<ServerConfig>>>,
+}
+
+/// Builds the process's TLS server configs: TLS 1.2 and 1.3, h2 then http/1.1 by ALPN,
+/// certificates from the current table, one session cache and one ticketer per config.
 pub fn server_config(
     table: Arc<SharedTable>,
     fallback: Arc<CertifiedKey>,
+) -> Result<Arc<TlsConfigs>, rustls::Error> {
+    Ok(Arc::new(TlsConfigs {
+        base: build(&table, &fallback, None)?,
+        table,
+        fallback,
+        by_policy: Mutex::new(HashMap::new()),
+    }))
+}
+
+impl TlsConfigs {
+    /// The config of hosts without client certificates: no certificate is asked for.
+    pub fn base(&self) -> &Arc<ServerConfig> {
+        &self.base
+    }
+
+    /// The config that asks for a client certificate of `auth`'s CA.
+    pub fn for_policy(
+        &self,
+        auth: &ClientAuth,
+        trust: &Arc<Trust>,
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
+        let mut map = self.by_policy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(&auth.id) {
+            return Ok(c.clone());
+        }
+        // Policies the table no longer has go before a new one comes in, so the map
+        // holds at most the current table's policies.
+        let table = self.table.load();
+        let live: HashSet<u64> = table.client_auth.policies().map(|a| a.id).collect();
+        map.retain(|id, _| live.contains(id));
+        let verifier = Arc::new(deferred::Deferred::new(trust.verifier.clone()));
+        let config = build(&self.table, &self.fallback, Some(verifier))?;
+        map.insert(auth.id, config.clone());
+        Ok(config)
+    }
+}
+
+/// One server config; `verifier` asks for client certificates.
+fn build(
+    table: &Arc<SharedTable>,
+    fallback: &Arc<CertifiedKey>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(CertResolver::new(table.clone(), fallback)));
+    let builder = ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config =
+        builder.with_cert_resolver(Arc::new(CertResolver::new(table.clone(), fallback.clone())));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = Arc::new(SessionCache::new(table.clone(), SESSION_CACHE_ENTRIES));
     config.ticketer = Arc::new(LiveTicketer {
-        table,
+        table: table.clone(),
         inner: rustls::crypto::aws_lc_rs::Ticketer::new()?,
     });
     Ok(Arc::new(config))

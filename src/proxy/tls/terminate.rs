@@ -9,6 +9,13 @@
 //! `use-proxy-protocol` is on, then runs the handshake with Pingora's own acceptor
 //! (the same `TlsStream` and digests as before, so ALPN, h2 and `ssl_digest` work
 //! unchanged). The handshake is bounded by the same 60 s Pingora's listener used.
+//!
+//! When the table has client-auth hosts, it first reads the ClientHello's SNI
+//! ([`super::sni`]; the bytes are given back to the stream) and picks the config from
+//! the current table: a host with client certificates (`auth-tls-*`) gets its
+//! policy's config, which asks for one, and the certificate is verified right after
+//! the handshake into the TLS digest ([`crate::proxy::client_cert`]); every other
+//! connection gets the base config and is never asked for a certificate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +23,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
+use pingora::listeners::TlsAccept;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::tls::TlsRef;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use rustls::ServerConfig;
 use tracing::debug;
 
-use crate::routing::SharedTable;
+use super::TlsConfigs;
+use crate::routing::{ClientAuth, SharedTable, Trust};
 
 /// The longest a client may take over its handshake (Pingora's listener bound).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,21 +39,18 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Wraps the HTTP application: connections to `tls_port` are TLS-terminated first.
 pub struct TlsTerminate<A> {
     inner: Arc<A>,
+    configs: Arc<TlsConfigs>,
     acceptor: Acceptor,
     tls_port: u16,
     table: Arc<SharedTable>,
 }
 
 impl<A> TlsTerminate<A> {
-    pub fn new(
-        inner: A,
-        config: Arc<ServerConfig>,
-        tls_port: u16,
-        table: Arc<SharedTable>,
-    ) -> Self {
+    pub fn new(inner: A, configs: Arc<TlsConfigs>, tls_port: u16, table: Arc<SharedTable>) -> Self {
         TlsTerminate {
             inner: Arc::new(inner),
-            acceptor: Acceptor::from_server_config(config),
+            acceptor: Acceptor::from_server_config(configs.base().clone()),
+            configs,
             tls_port,
             table,
         }
@@ -84,7 +90,44 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
                     return None;
                 }
             }
-            match self.acceptor.tls_handshake(l4).await {
+            // Without client-auth hosts every connection takes the base config: the
+            // ClientHello is not read twice.
+            let sni = if self.table.load().client_auth.is_empty() {
+                None
+            } else {
+                match super::sni::peek_sni(&mut l4).await {
+                    Ok(sni) => sni,
+                    Err(e) => {
+                        debug!(error = %e, "closing TLS connection: reading the ClientHello");
+                        return None;
+                    }
+                }
+            };
+            let table = self.table.load();
+            let policy = sni
+                .as_deref()
+                .and_then(|h| table.client_auth.lookup(h))
+                .and_then(|a| a.handshake_trust().map(|t| (a.clone(), t.clone())));
+            drop(table);
+            let handshake = match policy {
+                None => self.acceptor.tls_handshake(l4).await,
+                Some((auth, trust)) => {
+                    let config = match self.configs.for_policy(&auth, &trust) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            debug!(error = %e, "closing TLS connection: client-auth config");
+                            return None;
+                        }
+                    };
+                    let acceptor = Acceptor::from_server_config(config);
+                    let capture = Capture { auth, trust };
+                    pingora::protocols::tls::server::handshake_with_callback(
+                        &acceptor, l4, &capture,
+                    )
+                    .await
+                }
+            };
+            match handshake {
                 Ok(tls) => Some(tls),
                 Err(e) => {
                     debug!(error = %e, "TLS handshake failed");
@@ -105,5 +148,24 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
+    }
+}
+
+/// Verifies the client's certificate once the handshake is done; the result rides in
+/// the TLS digest's extension for every request of the connection.
+struct Capture {
+    auth: Arc<ClientAuth>,
+    trust: Arc<Trust>,
+}
+
+#[async_trait]
+impl TlsAccept for Capture {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let peer =
+            crate::proxy::client_cert::verify(&self.auth, &self.trust, tls.peer_cert_chain_der());
+        Some(Arc::new(peer))
     }
 }

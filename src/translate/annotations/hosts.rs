@@ -219,6 +219,13 @@ impl HostPlan {
         plan
     }
 
+    /// Every (host, alias) pair: host-level settings of the host apply to the alias.
+    pub fn alias_pairs(&self) -> impl Iterator<Item = (&HostPattern, &HostPattern)> {
+        self.aliases
+            .iter()
+            .flat_map(|(h, list)| list.iter().map(move |(a, _)| (h, a)))
+    }
+
     /// Alias hosts match paths as their host does (call after the host's regex mode
     /// is decided, before any rule is inserted).
     pub fn set_regex_modes(&self, table: &mut RoutingTable) {

@@ -9,6 +9,7 @@
 //! gives one `UnsupportedAnnotation` warning per Ingress, never silence.
 
 pub mod auth;
+pub mod auth_tls;
 pub mod balance;
 pub mod canary;
 pub mod cors;
@@ -41,6 +42,12 @@ pub const SUPPORTED: &[&str] = &[
     "auth-secret-type",
     "auth-signin",
     "auth-signin-redirect-param",
+    "auth-tls-error-page",
+    "auth-tls-match-cn",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
     "auth-type",
     "auth-url",
     "backend-protocol",

@@ -21,6 +21,18 @@ pub const DIFFERS: &[(&str, &str)] = &[
         "persistent cookies survive restarts and agree across replicas only when every replica runs with the same --session-cookie-key",
     ),
     (
+        "auth-tls-error-page",
+        "a URL or a path, answered with a 302 to it (nginx: an internal redirect for a path)",
+    ),
+    (
+        "auth-tls-match-cn",
+        "a regex on the subject DN (`CN=...,O=...`, as nginx's $ssl_client_s_dn); one that does not compile makes the host answer 403",
+    ),
+    (
+        "auth-tls-secret",
+        "host-level (the oldest Ingress of the host that sets it; its server-alias names too); an exact host under a wildcard host with client certificates needs them as well (sluice sends its unmatched paths to the wildcard's rules); a missing or unusable Secret makes the host answer 403 (never unverified)",
+    ),
+    (
         "client-body-buffer-size",
         "bodies above it go to an unlinked temporary file in $TMPDIR (nginx: client_body_temp_path)",
     ),
@@ -81,50 +93,137 @@ pub const DIFFERS: &[(&str, &str)] = &[
 /// Known ingress-nginx keys sluice does not implement, with the reason where one helps.
 /// Keys not listed here (nor supported) are reported as "not implemented in sluice".
 pub const UNSUPPORTED: &[(&str, &str)] = &[
-    ("add-base-url", "removed from ingress-nginx long ago; ignored there too"),
-    ("auth-tls-error-page", "client-certificate authentication is not implemented yet"),
-    ("auth-tls-match-cn", "client-certificate authentication is not implemented yet"),
     (
-        "auth-tls-pass-certificate-to-upstream",
-        "client-certificate authentication is not implemented yet",
+        "add-base-url",
+        "removed from ingress-nginx long ago; ignored there too",
     ),
-    ("auth-tls-secret", "client-certificate authentication is not implemented yet: requests are served without asking for a client certificate"),
-    ("auth-tls-verify-client", "client-certificate authentication is not implemented yet"),
-    ("auth-tls-verify-depth", "client-certificate authentication is not implemented yet"),
-    ("base-url-scheme", "removed from ingress-nginx long ago; ignored there too"),
-    ("enable-influxdb", "InfluxDB export was removed from ingress-nginx; sluice has none"),
-    ("enable-modsecurity", "sluice has no web application firewall: ModSecurity rules are not run"),
+    (
+        "base-url-scheme",
+        "removed from ingress-nginx long ago; ignored there too",
+    ),
+    (
+        "enable-influxdb",
+        "InfluxDB export was removed from ingress-nginx; sluice has none",
+    ),
+    (
+        "enable-modsecurity",
+        "sluice has no web application firewall: ModSecurity rules are not run",
+    ),
     ("enable-opentelemetry", "no tracing in sluice yet"),
-    ("enable-opentracing", "OpenTracing was removed from ingress-nginx; sluice has none"),
-    ("enable-owasp-core-rules", "sluice has no web application firewall: ModSecurity rules are not run"),
-    ("enable-rewrite-log", "nginx's rewrite debug log has no counterpart"),
-    ("global-rate-limit", "global (memcached) rate limiting is not implemented"),
-    ("global-rate-limit-ignored-cidrs", "global (memcached) rate limiting is not implemented"),
-    ("global-rate-limit-key", "global (memcached) rate limiting is not implemented"),
-    ("global-rate-limit-window", "global (memcached) rate limiting is not implemented"),
-    ("grpc-backend", "removed from ingress-nginx; use backend-protocol: GRPC"),
-    ("http2-push-preload", "HTTP/2 server push is obsolete (browsers dropped it)"),
-    ("influxdb-host", "InfluxDB export was removed from ingress-nginx; sluice has none"),
-    ("influxdb-measurement", "InfluxDB export was removed from ingress-nginx; sluice has none"),
-    ("influxdb-port", "InfluxDB export was removed from ingress-nginx; sluice has none"),
-    ("influxdb-server-name", "InfluxDB export was removed from ingress-nginx; sluice has none"),
+    (
+        "enable-opentracing",
+        "OpenTracing was removed from ingress-nginx; sluice has none",
+    ),
+    (
+        "enable-owasp-core-rules",
+        "sluice has no web application firewall: ModSecurity rules are not run",
+    ),
+    (
+        "enable-rewrite-log",
+        "nginx's rewrite debug log has no counterpart",
+    ),
+    (
+        "global-rate-limit",
+        "global (memcached) rate limiting is not implemented",
+    ),
+    (
+        "global-rate-limit-ignored-cidrs",
+        "global (memcached) rate limiting is not implemented",
+    ),
+    (
+        "global-rate-limit-key",
+        "global (memcached) rate limiting is not implemented",
+    ),
+    (
+        "global-rate-limit-window",
+        "global (memcached) rate limiting is not implemented",
+    ),
+    (
+        "grpc-backend",
+        "removed from ingress-nginx; use backend-protocol: GRPC",
+    ),
+    (
+        "http2-push-preload",
+        "HTTP/2 server push is obsolete (browsers dropped it)",
+    ),
+    (
+        "influxdb-host",
+        "InfluxDB export was removed from ingress-nginx; sluice has none",
+    ),
+    (
+        "influxdb-measurement",
+        "InfluxDB export was removed from ingress-nginx; sluice has none",
+    ),
+    (
+        "influxdb-port",
+        "InfluxDB export was removed from ingress-nginx; sluice has none",
+    ),
+    (
+        "influxdb-server-name",
+        "InfluxDB export was removed from ingress-nginx; sluice has none",
+    ),
     ("mirror-host", "request mirroring is not implemented"),
-    ("mirror-request-body", "request mirroring is not implemented"),
-    ("mirror-target", "request mirroring is not implemented: no copy of the traffic is sent"),
-    ("modsecurity-transaction-id", "sluice has no web application firewall: ModSecurity rules are not run"),
+    (
+        "mirror-request-body",
+        "request mirroring is not implemented",
+    ),
+    (
+        "mirror-target",
+        "request mirroring is not implemented: no copy of the traffic is sent",
+    ),
+    (
+        "modsecurity-transaction-id",
+        "sluice has no web application firewall: ModSecurity rules are not run",
+    ),
     ("opentelemetry-operation-name", "no tracing in sluice yet"),
-    ("opentelemetry-trust-incoming-span", "no tracing in sluice yet"),
-    ("opentracing-trust-incoming-span", "OpenTracing was removed from ingress-nginx; sluice has none"),
-    ("proxy-buffers-number", "nginx buffer tuning: sluice streams bodies"),
-    ("proxy-max-temp-file-size", "nginx buffer tuning: sluice streams bodies and never spools to disk"),
-    ("secure-backends", "removed from ingress-nginx; use backend-protocol: HTTPS"),
-    ("secure-verify-ca-secret", "removed from ingress-nginx; use proxy-ssl-secret and proxy-ssl-verify"),
-    ("session-cookie-hash", "removed from ingress-nginx; ignored there too"),
-    ("ssl-ciphers", "sluice's TLS (rustls) offers a fixed set of strong TLS 1.2/1.3 suites"),
-    ("ssl-passthrough", "TLS passthrough is not implemented yet: sluice terminates TLS for this host"),
-    ("ssl-prefer-server-ciphers", "sluice's TLS (rustls) offers a fixed set of strong TLS 1.2/1.3 suites"),
-    ("upstream-fail-timeout", "removed from ingress-nginx; sluice's passive health needs no setting"),
-    ("upstream-max-fails", "removed from ingress-nginx; sluice's passive health needs no setting"),
+    (
+        "opentelemetry-trust-incoming-span",
+        "no tracing in sluice yet",
+    ),
+    (
+        "opentracing-trust-incoming-span",
+        "OpenTracing was removed from ingress-nginx; sluice has none",
+    ),
+    (
+        "proxy-buffers-number",
+        "nginx buffer tuning: sluice streams bodies",
+    ),
+    (
+        "proxy-max-temp-file-size",
+        "nginx buffer tuning: sluice streams bodies and never spools to disk",
+    ),
+    (
+        "secure-backends",
+        "removed from ingress-nginx; use backend-protocol: HTTPS",
+    ),
+    (
+        "secure-verify-ca-secret",
+        "removed from ingress-nginx; use proxy-ssl-secret and proxy-ssl-verify",
+    ),
+    (
+        "session-cookie-hash",
+        "removed from ingress-nginx; ignored there too",
+    ),
+    (
+        "ssl-ciphers",
+        "sluice's TLS (rustls) offers a fixed set of strong TLS 1.2/1.3 suites",
+    ),
+    (
+        "ssl-passthrough",
+        "TLS passthrough is not implemented yet: sluice terminates TLS for this host",
+    ),
+    (
+        "ssl-prefer-server-ciphers",
+        "sluice's TLS (rustls) offers a fixed set of strong TLS 1.2/1.3 suites",
+    ),
+    (
+        "upstream-fail-timeout",
+        "removed from ingress-nginx; sluice's passive health needs no setting",
+    ),
+    (
+        "upstream-max-fails",
+        "removed from ingress-nginx; sluice's passive health needs no setting",
+    ),
 ];
 
 /// Every annotation key (without the prefix) ingress-nginx reads or once read.

@@ -93,11 +93,9 @@ pub fn parse(
 
     let (mut ca, mut client_cert) = (None, None);
     if let Some(r) = secret_ref {
-        let (sns, sname) = r.split_once('/').unwrap_or((ns, r));
-        let loaded = match secrets.get(&(sns, sname)) {
-            None => Err(format!("Secret {sns}/{sname} not found")),
-            Some(s) => load(s).map_err(|e| format!("Secret {sns}/{sname}: {e}")),
-        };
+        let (sns, sname) = secret_name(ns, r);
+        let loaded = find_secret(secrets, ns, r)
+            .and_then(|s| load(s).map_err(|e| format!("Secret {sns}/{sname}: {e}")));
         match loaded {
             Ok((c, k)) => {
                 ca = c;
@@ -149,17 +147,39 @@ type Loaded = (
     Option<Arc<CertKey>>,
 );
 
+/// A Secret reference as ingress-nginx reads it: `ns/name`, or a bare name in the
+/// Ingress's namespace `ns`.
+pub(super) fn secret_name<'a>(ns: &'a str, r: &'a str) -> (&'a str, &'a str) {
+    r.split_once('/').unwrap_or((ns, r))
+}
+
+/// The Secret a reference names (see [`secret_name`]), or why there is none.
+pub(super) fn find_secret<'a>(
+    secrets: &HashMap<(&str, &str), &'a Secret>,
+    ns: &str,
+    r: &str,
+) -> std::result::Result<&'a Secret, String> {
+    let (sns, sname) = secret_name(ns, r);
+    secrets
+        .get(&(sns, sname))
+        .copied()
+        .ok_or_else(|| format!("Secret {sns}/{sname} not found"))
+}
+
+/// A non-empty data field of a Secret.
+pub(super) fn secret_field<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.as_slice())
+        .filter(|b| !b.is_empty())
+}
+
 /// `ca.crt` (trust roots) and `tls.crt` + `tls.key` (client certificate), each optional
 /// but never half-present or unparsable.
 fn load(secret: &Secret) -> Result<Loaded> {
-    let field = |k: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .map(|b| b.0.as_slice())
-            .filter(|b| !b.is_empty())
-    };
+    let field = |k: &str| secret_field(secret, k);
     let ca = match field("ca.crt") {
         None => None,
         Some(pem) => {
@@ -197,7 +217,7 @@ fn load(secret: &Secret) -> Result<Loaded> {
 }
 
 /// PEM certificates → DER, each checked to parse (Pingora's wrapper panics otherwise).
-fn der_chain(pem: &[u8], field: &str) -> Result<Vec<Vec<u8>>> {
+pub(super) fn der_chain(pem: &[u8], field: &str) -> Result<Vec<Vec<u8>>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| Error::Secret(format!("{field} is not valid PEM: {e}")))?;
