@@ -11,7 +11,7 @@ mod support;
 
 use std::net::SocketAddr;
 
-use support::tls::{s_client, secret, start_tls, tls_ingress, Cert};
+use support::tls::{s_client, s_client_get, secret, start_tls, tls_ingress, Cert};
 use support::{Echo, Sluice, INGRESS_CLASS};
 
 const A: &str = "nginx.ingress.kubernetes.io/";
@@ -397,34 +397,6 @@ fn only_client_auth_hosts_ask_for_a_certificate() {
 }
 
 /// One `openssl s_client` connection to `sni` sending a GET: (resumed?, full output).
-fn s_client_get(addr: SocketAddr, sni: &str, extra: &[&str]) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("timeout")
-        .args(["10", "openssl", "s_client", "-connect", &addr.to_string()])
-        .args(["-servername", sni, "-ign_eof"])
-        .args(extra)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run openssl s_client");
-    // The answer and close let s_client read the TLS 1.3 tickets before it exits.
-    let request = format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (text.contains("\nReused, "), text)
-}
-
 #[test]
 fn resumed_sessions_keep_their_certificate_and_policy() {
     let t = setup();
@@ -441,13 +413,14 @@ fn resumed_sessions_keep_their_certificate_and_policy() {
         let first = sess(&format!("{version}-first"));
         let mut args = vec![version, "-sess_out", &first];
         args.extend_from_slice(&with_alice);
-        let (reused, text) = s_client_get(t.https, "on.example", &args);
+        let (reused, text) = s_client_get(t.https, "on.example", "/", &args);
         assert!(!reused && text.contains("HTTP/1.1 200"), "{text}");
         // The resumed session is still alice's: verified again, and served.
         let again = sess(&format!("{version}-again"));
         let (reused, text) = s_client_get(
             t.https,
             "on.example",
+            "/",
             &[version, "-sess_in", &first, "-sess_out", &again],
         );
         assert!(reused, "{version}: no resumption\n{text}");
@@ -457,9 +430,15 @@ fn resumed_sessions_keep_their_certificate_and_policy() {
         );
         // A session of a host without client auth does not resume on one with it.
         let plain = sess(&format!("{version}-plain"));
-        let (_, text) = s_client_get(t.https, "plain.example", &[version, "-sess_out", &plain]);
+        let (_, text) = s_client_get(
+            t.https,
+            "plain.example",
+            "/",
+            &[version, "-sess_out", &plain],
+        );
         assert!(text.contains("HTTP/1.1 200"), "{text}");
-        let (reused, text) = s_client_get(t.https, "on.example", &[version, "-sess_in", &plain]);
+        let (reused, text) =
+            s_client_get(t.https, "on.example", "/", &[version, "-sess_in", &plain]);
         assert!(
             !reused && text.contains("HTTP/1.1 400"),
             "{version}:\n{text}"

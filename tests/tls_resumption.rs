@@ -9,48 +9,23 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use support::tls::{start_tls, tls_ingress, Cert};
+use support::tls::{s_client_get, start_tls, tls_ingress, Cert};
 use support::{Echo, Sluice, INGRESS_CLASS};
 
 /// Connections that offer the saved session back.
 const RESUMES: usize = 24;
 
-/// One `openssl s_client` connection sending a GET: (resumed?, full output).
+/// One `openssl s_client` connection sending a GET that must be answered 200.
 fn connect(addr: SocketAddr, host: &str, extra: &[&str]) -> (bool, String) {
-    let mut child = Command::new("timeout")
-        .args(["10", "openssl", "s_client", "-connect", &addr.to_string()])
-        .args(["-servername", host, "-ign_eof"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run openssl s_client");
-    // The request makes the server answer and close, so s_client reads the TLS 1.3
-    // session tickets (sent after the handshake) before it exits.
-    let request = format!("GET /resume HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (reused, text) = s_client_get(addr, host, "/resume", extra);
     assert!(
         text.contains("HTTP/1.1 200"),
         "no response over TLS ({extra:?}):\n{text}"
     );
-    (text.contains("\nReused, "), text)
+    (reused, text)
 }
 
 /// Saves a session with one full handshake, then offers it on [`RESUMES`] new

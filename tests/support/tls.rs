@@ -492,6 +492,36 @@ pub fn s_client(addr: SocketAddr, sni: Option<&str>, extra: &[&str]) -> (bool, S
     (out.status.success(), text)
 }
 
+/// One `openssl s_client` connection to `addr` (SNI `sni`) sending `GET path` with
+/// `Connection: close`: (resumed?, full output). The answer and close let s_client read
+/// the TLS 1.3 session tickets (sent after the handshake) before it exits.
+pub fn s_client_get(addr: SocketAddr, sni: &str, path: &str, extra: &[&str]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-connect", &addr.to_string()])
+        .args(["-servername", sni, "-ign_eof"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl s_client");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("\nReused, "), text)
+}
+
 /// The leaf certificate (PEM) `addr` serves for SNI `sni` (None: no SNI sent).
 pub fn served_cert(addr: SocketAddr, sni: Option<&str>) -> Option<String> {
     let (_, text) = s_client(addr, sni, &[]);
