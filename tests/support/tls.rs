@@ -36,6 +36,29 @@ pub fn start_tls(files: &[(&str, &str)], extra_args: &[&str]) -> (Sluice, Socket
     (s, https)
 }
 
+/// A new ECDSA P-256 key (`key.pem`) and a signing request for CN `cn` (`req.csr`) in `dir`.
+fn new_csr(dir: &Path, cn: &str) {
+    let subj = format!("/CN={cn}");
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            &subj,
+        ],
+        dir,
+    );
+}
+
 /// A certificate and its private key (PEM), made by the `openssl` CLI.
 pub struct Cert {
     dir: tempfile::TempDir,
@@ -188,7 +211,6 @@ impl Cert {
     /// and clients.
     pub fn issue(&self, cn: &str, sans: &[&str]) -> Cert {
         let dir = tempfile::tempdir().unwrap();
-        let subj = format!("/CN={cn}");
         let mut ext =
             String::from("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n");
         if !sans.is_empty() {
@@ -196,24 +218,7 @@ impl Cert {
             ext += "\n";
         }
         std::fs::write(dir.path().join("ext.cnf"), ext).unwrap();
-        openssl(
-            &[
-                "req",
-                "-new",
-                "-nodes",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.csr",
-                "-subj",
-                &subj,
-            ],
-            dir.path(),
-        );
+        new_csr(dir.path(), cn);
         let ca_cert = self.path();
         let ca_key = self.dir.path().join("key.pem");
         openssl(
@@ -245,25 +250,7 @@ impl Cert {
     pub fn issue_expired(&self, cn: &str) -> Cert {
         let dir = tempfile::tempdir().unwrap();
         self.ca_files(dir.path());
-        let subj = format!("/CN={cn}");
-        openssl(
-            &[
-                "req",
-                "-new",
-                "-nodes",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.csr",
-                "-subj",
-                &subj,
-            ],
-            dir.path(),
-        );
+        new_csr(dir.path(), cn);
         std::fs::write(
             dir.path().join("ext.cnf"),
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",

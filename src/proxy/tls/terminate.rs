@@ -84,17 +84,22 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
             }
         };
         let handshake = async {
-            if self.table.load().globals.use_proxy_protocol {
+            // Without client-auth hosts every connection takes the base config: the
+            // ClientHello is not read twice.
+            let (proxy_protocol, by_sni) = {
+                let table = self.table.load();
+                (
+                    table.globals.use_proxy_protocol,
+                    !table.client_auth.is_empty(),
+                )
+            };
+            if proxy_protocol {
                 if let Err(e) = crate::proxy::proxy_protocol::accept_header(&mut l4).await {
                     debug!(error = %e, "closing TLS connection: use-proxy-protocol is on");
                     return None;
                 }
             }
-            // Without client-auth hosts every connection takes the base config: the
-            // ClientHello is not read twice.
-            let sni = if self.table.load().client_auth.is_empty() {
-                None
-            } else {
+            let sni = if by_sni {
                 match super::sni::peek_sni(&mut l4).await {
                     Ok(sni) => sni,
                     Err(e) => {
@@ -102,6 +107,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
                         return None;
                     }
                 }
+            } else {
+                None
             };
             let table = self.table.load();
             let policy = sni

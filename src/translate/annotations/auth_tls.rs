@@ -25,10 +25,11 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
+use super::super::error::{Error, Result};
 use super::super::object::{namespace_of, raw_annotation, ANNOTATION_PREFIX as P};
 use super::super::values::parse_bool;
 use super::super::{ObjKind, Warning};
-use super::proxy_ssl::{der_chain, find_secret, secret_field, secret_name};
+use super::proxy_ssl::{der_chain, load_secret, secret_field};
 use crate::routing::{ClientAuth, Trust, VerifyClient};
 
 const KEYS: &[&str] = &[
@@ -137,9 +138,7 @@ pub fn parse(
         },
     };
 
-    let (sns, sname) = secret_name(ns, secret_ref);
-    let loaded = find_secret(secrets, ns, secret_ref)
-        .and_then(|s| load(s).map_err(|e| format!("Secret {sns}/{sname}: {e}")));
+    let loaded = load_secret(secrets, ns, secret_ref, load);
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (mode, depth).hash(&mut h);
     let trust = match loaded {
@@ -229,14 +228,15 @@ fn is_error_page(v: &str) -> bool {
 }
 
 /// `ca.crt` (and `ca.crl`) → the verifier, plus the bytes that identify them.
-fn load(secret: &Secret) -> Result<(Arc<Trust>, Vec<u8>), String> {
-    let ca = secret_field(secret, "ca.crt").ok_or("has no ca.crt")?;
-    let ders = der_chain(ca, "ca.crt").map_err(|e| e.to_string())?;
+fn load(secret: &Secret) -> Result<(Arc<Trust>, Vec<u8>)> {
+    let bad = |why: String| Error::Secret(why);
+    let ca = secret_field(secret, "ca.crt").ok_or_else(|| bad("has no ca.crt".into()))?;
+    let ders = der_chain(ca, "ca.crt")?;
     let mut roots = RootCertStore::empty();
     for der in &ders {
         roots
             .add(CertificateDer::from(der.clone()))
-            .map_err(|e| format!("ca.crt: not a usable CA certificate: {e}"))?;
+            .map_err(|e| bad(format!("ca.crt: not a usable CA certificate: {e}")))?;
     }
     let mut content = ca.to_vec();
     let roots = Arc::new(roots);
@@ -248,16 +248,18 @@ fn load(secret: &Secret) -> Result<(Arc<Trust>, Vec<u8>), String> {
     if let Some(crl) = secret_field(secret, "ca.crl") {
         let crls: Vec<CertificateRevocationListDer<'static>> =
             CertificateRevocationListDer::pem_slice_iter(crl)
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("ca.crl is not valid PEM: {e}"))?;
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| bad(format!("ca.crl is not valid PEM: {e}")))?;
         if crls.is_empty() {
-            return Err("ca.crl holds no CRL".into());
+            return Err(bad("ca.crl holds no CRL".into()));
         }
         // nginx (OpenSSL) rejects a chain whose CRL has expired.
         builder = builder.with_crls(crls).enforce_revocation_expiration();
         content.extend_from_slice(crl);
     }
-    let verifier = builder.build().map_err(|e| format!("ca.crt/ca.crl: {e}"))?;
+    let verifier = builder
+        .build()
+        .map_err(|e| bad(format!("ca.crt/ca.crl: {e}")))?;
     Ok((Arc::new(Trust { verifier, roots }), content))
 }
 

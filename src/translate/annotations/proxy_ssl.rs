@@ -94,9 +94,7 @@ pub fn parse(
     let (mut ca, mut client_cert) = (None, None);
     if let Some(r) = secret_ref {
         let (sns, sname) = secret_name(ns, r);
-        let loaded = find_secret(secrets, ns, r)
-            .and_then(|s| load(s).map_err(|e| format!("Secret {sns}/{sname}: {e}")));
-        match loaded {
+        match load_secret(secrets, ns, r, load) {
             Ok((c, k)) => {
                 ca = c;
                 client_cert = k;
@@ -153,17 +151,19 @@ pub(super) fn secret_name<'a>(ns: &'a str, r: &'a str) -> (&'a str, &'a str) {
     r.split_once('/').unwrap_or((ns, r))
 }
 
-/// The Secret a reference names (see [`secret_name`]), or why there is none.
-pub(super) fn find_secret<'a>(
-    secrets: &HashMap<(&str, &str), &'a Secret>,
+/// Reads the Secret a reference names (see [`secret_name`]) with `load`; the error
+/// (not found, or what `load` refused) names the Secret.
+pub(super) fn load_secret<T>(
+    secrets: &HashMap<(&str, &str), &Secret>,
     ns: &str,
     r: &str,
-) -> std::result::Result<&'a Secret, String> {
+    load: impl FnOnce(&Secret) -> Result<T>,
+) -> Result<T> {
     let (sns, sname) = secret_name(ns, r);
-    secrets
+    let secret = secrets
         .get(&(sns, sname))
-        .copied()
-        .ok_or_else(|| format!("Secret {sns}/{sname} not found"))
+        .ok_or_else(|| Error::Secret(format!("Secret {sns}/{sname} not found")))?;
+    load(secret).map_err(|e| Error::Secret(format!("Secret {sns}/{sname}: {e}")))
 }
 
 /// A non-empty data field of a Secret.
