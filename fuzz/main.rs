@@ -93,6 +93,23 @@ fn proxy_protocol() {
 }
 
 #[test]
+fn sni() {
+    fuzz(
+        "sni",
+        &[
+            b"\x16\x03\x01",
+            b"\x16\x03\x03\x00",
+            b"\x01\x00\x00",
+            b"\x00\x00",
+            b"\x00\x00\x00\x0b",
+            b"\x15\x03\x01",
+            b"example.",
+        ],
+        parsers::sni,
+    );
+}
+
+#[test]
 fn check_input() {
     fuzz(
         "check_input",

@@ -1,14 +1,20 @@
 //! Fuzz targets for the small parsers: the nginx-variable template parser, htpasswd
-//! hashes, the PROXY protocol header reader and `sluice check`'s input reader. Each
+//! hashes, the PROXY protocol header reader, the ClientHello SNI peek and `sluice
+//! check`'s input reader. Each
 //! must never panic on any input, and where a simple property says what the answer
 //! must be, the answer is checked.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use sluice::check;
 use sluice::config::TranslateConfig;
 use sluice::proxy::proxy_protocol::read_header;
+use sluice::proxy::tls::sni::{self, Hello, MAX_HELLO};
 use sluice::routing::auth::{md5_crypt, PasswordHash};
+use sluice::routing::certs::crypto_provider;
 use sluice::routing::template::{Dialect, HeaderTemplate, Part, Template};
 
 use crate::engine::Choices;
@@ -156,6 +162,124 @@ pub fn proxy_protocol(data: &[u8]) {
         rest, b"GET / HTTP/1.1\r\n",
         "the header reader read past the header"
     );
+}
+
+/// The ClientHello SNI peek (`proxy::tls::sni`) that routes a TLS connection before
+/// its handshake. On raw bytes: a decided answer is a lower-case DNS name or none, a
+/// prefix of the input is undecided or gives the same answer, and bytes after a
+/// decision do not change it. On a real ClientHello (rustls, with the input's host
+/// name, re-cut into records and delivered in reads of the input's sizes): the peek
+/// finds that name, and keeps every byte it read for the handshake.
+pub fn sni(data: &[u8]) {
+    let got = sni::parse(data);
+    if let Hello::Done(Some(name)) = &got {
+        assert!(
+            !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_')),
+            "{name:?} is not a lower-case DNS name"
+        );
+    }
+    let mut c = Choices::new(data);
+    let cut = c.below(data.len() + 1);
+    let prefix = sni::parse(&data[..cut]);
+    assert!(
+        prefix == Hello::NeedMore || prefix == got,
+        "prefix {cut} says {prefix:?}, the whole input {got:?}"
+    );
+    if let Hello::Done(_) = got {
+        let mut more = data.to_vec();
+        more.extend(c.text(32).bytes());
+        assert_eq!(
+            sni::parse(&more),
+            got,
+            "bytes after the decision changed it"
+        );
+    }
+
+    // A real ClientHello, one input in four (rustls makes key shares).
+    if c.below(4) != 0 {
+        return;
+    }
+    let labels = 1 + c.below(4);
+    let name: Vec<String> = (0..labels)
+        .map(|_| {
+            let n = 1 + c.below(12);
+            (0..n)
+                .map(|_| *c.pick(&[&'a', &'Z', &'7', &'-', &'_', &'q', &'E']))
+                .collect()
+        })
+        .collect();
+    let name = name.join(".");
+    let Ok(server_name) = rustls_pki_types::ServerName::try_from(name.clone()) else {
+        return;
+    };
+    let want = match &server_name {
+        rustls_pki_types::ServerName::DnsName(_) => Some(name.to_ascii_lowercase()),
+        _ => None,
+    };
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let c = rustls::ClientConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Arc::new(c)
+    });
+    let mut conn = rustls::ClientConnection::new(config.clone(), server_name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    // Re-cut the handshake bytes into records of the input's size.
+    let size = 1 + c.below(2000);
+    let mut wire = Vec::new();
+    for piece in hello[5..].chunks(size) {
+        wire.extend_from_slice(&[22, 3, 1, (piece.len() >> 8) as u8, piece.len() as u8]);
+        wire.extend_from_slice(piece);
+    }
+    if wire.len() > MAX_HELLO {
+        return; // one-byte records of a large hello: over the cap, by design
+    }
+    assert_eq!(
+        sni::parse(&wire),
+        Hello::Done(want.clone()),
+        "{name:?} in {size}-byte records"
+    );
+    let mut reads = Trickle {
+        data: &wire,
+        step: 1 + c.below(700),
+    };
+    let mut buf = Vec::new();
+    let read = runtime()
+        .block_on(sni::read_hello(&mut reads, &mut buf))
+        .unwrap();
+    assert_eq!(read, want, "{name:?} read {} bytes at a time", reads.step);
+    assert_eq!(
+        buf, wire,
+        "the peek must keep every byte it read, and read no further"
+    );
+}
+
+/// A reader that hands out at most `step` bytes per read, as a slow client's packets.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl tokio::io::AsyncRead for Trickle<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = self.step.min(self.data.len()).min(buf.remaining());
+        let (head, rest) = self.data.split_at(n);
+        buf.put_slice(head);
+        self.data = rest;
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// `sluice check -`: any bytes on stdin give a report (text and JSON), never a panic.

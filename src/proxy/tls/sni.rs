@@ -8,7 +8,8 @@
 //! never reads past its input; anything unexpected (another record type, another
 //! handshake message, inconsistent lengths, a name that is not a DNS name) ends with
 //! "no SNI", and the TLS library then sees the same bytes and answers as it would.
-//! [`read_hello`] reads until [`parse`] decides, at most [`MAX_HELLO`] bytes; the
+//! [`read_hello`] reads until [`parse`] decides, at most [`MAX_HELLO`] bytes, scanning
+//! each record once however the bytes trickle in (linear work per connection); the
 //! caller bounds the time and gives the bytes back to the stream (`peek_sni`).
 
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -58,32 +59,50 @@ impl<'a> Reader<'a> {
 
 /// Parses the start of a TLS connection.
 pub fn parse(buf: &[u8]) -> Hello {
-    const HANDSHAKE: u8 = 22;
-    const CLIENT_HELLO: u8 = 1;
-    let mut records = Reader(buf);
-    // The handshake bytes of the records so far (a ClientHello may span several).
-    let mut hs: Vec<u8> = Vec::new();
-    loop {
-        let Some(header) = records.take(5) else {
-            return Hello::NeedMore;
-        };
-        let len = (header[3] as usize) << 8 | header[4] as usize;
-        if header[0] != HANDSHAKE || header[1] != 3 || len == 0 || len > 16 * 1024 {
-            return Hello::Done(None);
-        }
-        let Some(payload) = records.take(len) else {
-            return Hello::NeedMore;
-        };
-        hs.extend_from_slice(payload);
-        let mut msg = Reader(&hs);
-        let (Some(kind), Some(msg_len)) = (msg.u8(), msg.u24()) else {
-            continue;
-        };
-        if kind as u8 != CLIENT_HELLO || msg_len > MAX_HELLO {
-            return Hello::Done(None);
-        }
-        if let Some(body) = msg.take(msg_len) {
-            return Hello::Done(client_hello_sni(body));
+    Scanner::default().feed(buf)
+}
+
+/// [`parse`] made incremental, so that a ClientHello trickled in one byte at a time
+/// costs linear work, not a re-parse of everything per read (which a client could
+/// use to spend 16k parses of up to 16 KiB per connection).
+#[derive(Debug, Default)]
+struct Scanner {
+    /// Where the first record not yet taken starts.
+    pos: usize,
+    /// The handshake bytes of the records taken (a ClientHello may span several).
+    hs: Vec<u8>,
+}
+
+impl Scanner {
+    /// Takes the complete records of `buf` (all bytes so far, a longer copy of what
+    /// the last call saw) from where the last call stopped.
+    fn feed(&mut self, buf: &[u8]) -> Hello {
+        const HANDSHAKE: u8 = 22;
+        const CLIENT_HELLO: u8 = 1;
+        loop {
+            let mut records = Reader(buf.get(self.pos..).unwrap_or_default());
+            let Some(header) = records.take(5) else {
+                return Hello::NeedMore;
+            };
+            let len = (header[3] as usize) << 8 | header[4] as usize;
+            if header[0] != HANDSHAKE || header[1] != 3 || len == 0 || len > 16 * 1024 {
+                return Hello::Done(None);
+            }
+            let Some(payload) = records.take(len) else {
+                return Hello::NeedMore;
+            };
+            self.pos += 5 + len;
+            self.hs.extend_from_slice(payload);
+            let mut msg = Reader(&self.hs);
+            let (Some(kind), Some(msg_len)) = (msg.u8(), msg.u24()) else {
+                continue;
+            };
+            if kind as u8 != CLIENT_HELLO || msg_len > MAX_HELLO {
+                return Hello::Done(None);
+            }
+            if let Some(body) = msg.take(msg_len) {
+                return Hello::Done(client_hello_sni(body));
+            }
         }
     }
 }
@@ -138,8 +157,9 @@ pub async fn read_hello<S: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<String>> {
     let mut chunk = [0u8; 2048];
+    let mut scanner = Scanner::default();
     loop {
-        if let Hello::Done(sni) = parse(buf) {
+        if let Hello::Done(sni) = scanner.feed(buf) {
             return Ok(sni);
         }
         if buf.len() >= MAX_HELLO {
