@@ -11,8 +11,9 @@
 //! because passthrough carries long-lived TLS sessions (Argo CD's gRPC streams). The
 //! connection is counted by `Draining` and `ConnectionCap`, which wrap `TlsTerminate`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -71,43 +72,136 @@ pub async fn splice(mut client: L4Stream, backend: Arc<Backend>, connect_timeout
     }
 }
 
-/// Copies both ways until both sides are done (a half-close is passed on), or until
-/// nothing has moved for `idle`.
+/// Copies both ways until both sides are done (a half-close is passed on), until
+/// either side fails, or until nothing has moved either way for `idle`.
+///
+/// The two directions run side by side (one may wait on a full socket buffer while
+/// the other keeps moving: a copy loop that does both in turn can stall both peers),
+/// and every write is flushed: the client's stream is Pingora's, which buffers writes.
 pub async fn copy_idle<A, B>(a: &mut A, b: &mut B, idle: Duration) -> std::io::Result<()>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    let start = Instant::now();
+    // Milliseconds since `start` of the last byte moved, either way.
+    let last = AtomicU64::new(0);
     let (mut ra, mut wa) = tokio::io::split(a);
     let (mut rb, mut wb) = tokio::io::split(b);
-    let (mut buf_a, mut buf_b) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut a_done, mut b_done) = (false, false);
-    while !(a_done && b_done) {
-        tokio::select! {
-            r = ra.read(&mut buf_a), if !a_done => {
-                let n = r?;
-                if n == 0 {
-                    a_done = true;
-                    let _ = wb.shutdown().await;
-                } else {
-                    tokio::time::timeout(idle, wb.write_all(&buf_a[..n])).await
-                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-                }
+    let both = async {
+        tokio::try_join!(
+            pipe(&mut ra, &mut wb, start, &last),
+            pipe(&mut rb, &mut wa, start, &last)
+        )
+    };
+    let watchdog = async {
+        loop {
+            let since = Duration::from_millis(last.load(Ordering::Relaxed));
+            let quiet = start.elapsed().saturating_sub(since);
+            if quiet >= idle {
+                return;
             }
-            r = rb.read(&mut buf_b), if !b_done => {
-                let n = r?;
-                if n == 0 {
-                    b_done = true;
-                    let _ = wa.shutdown().await;
-                } else {
-                    tokio::time::timeout(idle, wa.write_all(&buf_b[..n])).await
-                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-                }
-            }
-            _ = tokio::time::sleep(idle) => {
-                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
-            }
+            tokio::time::sleep(idle - quiet).await;
         }
+    };
+    tokio::select! {
+        r = both => r.map(|_| ()),
+        _ = watchdog => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
     }
-    Ok(())
+}
+
+/// One direction: `r` to `w` until `r` ends, then a half-close of `w`.
+async fn pipe<R, W>(r: &mut R, w: &mut W, start: Instant, last: &AtomicU64) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            // The peer may be gone already; the other direction decides.
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).await?;
+        w.flush().await?;
+        let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        last.store(now, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn copies_both_ways_at_once_and_passes_half_closes() {
+        // Small pipes, and a backend that reads only once it has written everything:
+        // the client's bytes wait on a full buffer while the backend's must keep
+        // moving. Copying both ways in turn would stall the pair.
+        let (mut client, mut a) = tokio::io::duplex(1024);
+        let (mut b, mut backend) = tokio::io::duplex(1024);
+        let splice =
+            tokio::spawn(async move { copy_idle(&mut a, &mut b, Duration::from_secs(5)).await });
+        let up: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let down: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+        let (up2, down2) = (up.clone(), down.clone());
+        let client_side = tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(&mut client);
+            let write = async {
+                w.write_all(&up2).await.unwrap();
+                w.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let read = r.read_to_end(&mut got);
+            let (_, n) = tokio::join!(write, read);
+            n.unwrap();
+            got
+        });
+        // The backend writes everything before it reads a byte.
+        let backend_side = tokio::spawn(async move {
+            backend.write_all(&down2).await.unwrap();
+            backend.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            backend.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let timeout = Duration::from_secs(10);
+        let at_client = tokio::time::timeout(timeout, client_side).await.unwrap();
+        let at_backend = tokio::time::timeout(timeout, backend_side).await.unwrap();
+        assert!(at_client.unwrap() == down, "backend → client bytes differ");
+        assert!(at_backend.unwrap() == up, "client → backend bytes differ");
+        tokio::time::timeout(timeout, splice)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_idle_splice_is_closed_and_traffic_keeps_it_open() {
+        let idle = Duration::from_millis(300);
+        let (mut client, mut a) = tokio::io::duplex(1024);
+        let (mut b, mut backend) = tokio::io::duplex(1024);
+        let started = Instant::now();
+        let splice = tokio::spawn(async move { copy_idle(&mut a, &mut b, idle).await });
+        // A byte every 100 ms for 900 ms: three idle periods, never idle for one.
+        for _ in 0..9 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.write_all(b"x").await.unwrap();
+            let mut one = [0u8; 1];
+            backend.read_exact(&mut one).await.unwrap();
+        }
+        assert!(!splice.is_finished(), "closed while traffic was moving");
+        let r = tokio::time::timeout(Duration::from_secs(5), splice)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(900) + idle);
+        // Both peers see the end.
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
+    }
 }
