@@ -1,15 +1,25 @@
 //! SSL passthrough: a connection whose ClientHello names a passthrough host
 //! (`RoutingTable::passthrough`) is spliced raw to one of the host's backend endpoints.
-//! sluice does no TLS work on it: the client sees the backend's certificate.
+//! sluice does no TLS work on it: the client sees the backend's certificate and ALPN.
 //!
 //! The ClientHello bytes already read for the SNI were given back to the stream
-//! (`sni::peek_sni`), so the copy replays them first. Endpoints are picked round robin
-//! from the backend of the table current at accept time; a refused or timed-out
+//! (`sni::peek_sni`), so the copy replays them first; a PROXY header
+//! (`use-proxy-protocol`) was read before them and is not passed on (ingress-nginx sends
+//! none to passthrough backends either). Endpoints are picked round robin from the
+//! backend of the table current at accept time, so endpoint changes apply to new
+//! connections and an open splice is never cut by one; ingress-nginx dials the
+//! Service's ClusterIP instead and lets kube-proxy balance. A refused or timed-out
 //! connect (the ConfigMap's `proxy-connect-timeout`) tries the next endpoint, at most
-//! [`MAX_TRIES`] in all. An idle splice (nothing moved either way) is closed after
-//! [`IDLE_TIMEOUT`]: ingress-nginx's `proxy-stream-timeout` default of 600 s, generous
-//! because passthrough carries long-lived TLS sessions (Argo CD's gRPC streams). The
-//! connection is counted by `Draining` and `ConnectionCap`, which wrap `TlsTerminate`.
+//! [`MAX_TRIES`] in all; when none answers, the client's connection is closed.
+//!
+//! The two directions are copied side by side, each write flushed (Pingora's client
+//! stream buffers writes), and a half-close is passed on. An idle splice (nothing
+//! moved either way) is closed after [`IDLE_TIMEOUT`], 600 s as nginx's
+//! `proxy-stream-timeout` default, generous because passthrough carries long-lived
+//! TLS sessions (Argo CD's gRPC streams); ingress-nginx's Go passthrough proxy has none.
+//! The connection is counted by `Draining` and `ConnectionCap`, which wrap
+//! `TlsTerminate`: a SIGTERM drain waits for it as for a WebSocket. It is not in the
+//! access log or the request metrics (nor is it in ingress-nginx).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
