@@ -58,6 +58,9 @@ pub struct TranslateConfig {
     pub configmap: Option<ObjectRef>,
     /// `--default-ssl-certificate`: a TLS Secret served when no other certificate fits.
     pub default_ssl_certificate: Option<ObjectRef>,
+    /// `--enable-ssl-passthrough`: honour the `ssl-passthrough` annotation (off, as in
+    /// ingress-nginx: without it the annotation warns and is ignored).
+    pub enable_ssl_passthrough: bool,
 }
 
 impl Default for TranslateConfig {
@@ -69,6 +72,7 @@ impl Default for TranslateConfig {
             default_backend_service: None,
             configmap: None,
             default_ssl_certificate: None,
+            enable_ssl_passthrough: false,
         }
     }
 }

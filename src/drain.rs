@@ -32,7 +32,8 @@
 //! so a request already on its way is served.
 //!
 //! A TLS connection is counted from accept, its handshake included (sluice runs the
-//! handshake in the app, `proxy::tls::terminate`). Limits: Pingora's fd passing carries at most 32 sockets, so the
+//! handshake in the app, `proxy::tls::terminate`), and an SSL-passthrough splice for
+//! its whole life (it runs inside the same `process_new`). Limits: Pingora's fd passing carries at most 32 sockets, so the
 //! upgrade works with at most [`MAX_UPGRADE_WORKERS`] workers (two sockets each).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -117,6 +117,12 @@ struct Args {
     #[arg(long, value_name = "NS/NAME")]
     configmap: Option<ObjectRef>,
 
+    /// Honour the `ssl-passthrough` annotation: the HTTPS port reads each ClientHello's
+    /// SNI and splices a passthrough host's connection raw to its backend (as
+    /// ingress-nginx's flag; off by default, and then the annotation warns).
+    #[arg(long)]
+    enable_ssl_passthrough: bool,
+
     /// Proxy worker threads (default: the number of CPUs).
     #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
@@ -266,6 +272,7 @@ fn main() -> anyhow::Result<()> {
         default_backend_service: args.default_backend_service.clone(),
         configmap: args.configmap.clone(),
         default_ssl_certificate: args.default_ssl_certificate.clone(),
+        enable_ssl_passthrough: args.enable_ssl_passthrough,
     };
     let table = SharedTable::new();
     let rebuilder = Rebuilder::new(translate_config, table.clone());

@@ -27,6 +27,11 @@ const CASES: &[(&str, &[&str])] = &[
     ("typos", &["corpus/typos.yaml"]),
     ("bad-regex", &["corpus/bad-regex.yaml"]),
     ("kubectl-list", &["corpus/kubectl-list.yaml"]),
+    // Argo CD's ssl-passthrough Ingress, with the flag that makes it apply.
+    (
+        "kubectl-list-passthrough",
+        &["--enable-ssl-passthrough", "corpus/kubectl-list.yaml"],
+    ),
     ("other-class", &["corpus/other-class.yaml"]),
     // ingress-nginx's own IngressClass in the input: not ours unless claimed.
     (

@@ -5,7 +5,8 @@
 //! `expect.yaml`:
 //! ```yaml
 //! config: {ingressClass: nginx, controllerClass: x, watchIngressWithoutClass: true,
-//!          defaultBackendService: ns/name, configmap: ns/name}  # all optional
+//!          defaultBackendService: ns/name, configmap: ns/name,
+//!          enableSslPassthrough: true}                       # all optional
 //! requests:
 //! - {host: a.example, path: /x, backend: ns/svc:80}          # routed, has endpoints
 //! - {host: a.example, path: /y, backend: ns/svc:80, status: 503}  # routed, no endpoints
@@ -44,6 +45,8 @@
 //!    proxyRealIpCidr: ["10.0.0.0/8"], enableRealIp: true, useProxyProtocol: true,
 //!    generateRequestId: false, proxySetHeaders: {x-a: "1"}, addHeaders: {x-b: "$host"},
 //!    accessLog: false, logFormat: "$status", logEscape: json, customHttpErrors: [503]}
+//! passthrough: {a.example: ns/svc:443}        # SSL passthrough hosts → backend;
+//!                                              # exact map, omitted = none
 //! warnings:                                                  # exact set; omitted = none
 //! - {kind: Ingress, name: web, reason: InvalidPath}
 //! ```
@@ -67,6 +70,8 @@ struct FixtureConfig {
     watch_ingress_without_class: bool,
     default_backend_service: Option<String>,
     configmap: Option<String>,
+    #[serde(default)]
+    enable_ssl_passthrough: bool,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +175,8 @@ struct Expect {
     #[serde(default)]
     globals: ExpectedGlobals,
     #[serde(default)]
+    passthrough: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
     warnings: Vec<ExpectedWarning>,
 }
 
@@ -259,9 +266,25 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .config
         .configmap
         .map(|s| s.parse::<ObjectRef>().unwrap());
+    config.enable_ssl_passthrough = expect.config.enable_ssl_passthrough;
 
     let t = translate(&snapshot, &config);
     let mut errors = check_globals(&expect.globals, &t.table.globals);
+    let got_passthrough: std::collections::BTreeMap<String, String> = t
+        .table
+        .passthrough
+        .iter()
+        .map(|(host, b)| {
+            let backend = format!("{}/{}:{}", b.namespace, b.service, b.port);
+            (host.to_string(), backend)
+        })
+        .collect();
+    if got_passthrough != expect.passthrough {
+        errors.push(format!(
+            "passthrough: got {got_passthrough:?}, want {:?}",
+            expect.passthrough
+        ));
+    }
     for r in &expect.requests {
         let path = normalize_path(&r.path).map_err(|e| format!("{}: {e:?}", r.path))?;
         let got = t.table.lookup(&r.host, &path);

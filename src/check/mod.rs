@@ -89,6 +89,10 @@ pub struct CheckArgs {
     /// As sluice's flag: the ConfigMap (namespace/name, in the input) with global options.
     #[arg(long, value_name = "NS/NAME")]
     pub configmap: Option<ObjectRef>,
+
+    /// As sluice's flag: honour `ssl-passthrough` (without it the annotation warns).
+    #[arg(long)]
+    pub enable_ssl_passthrough: bool,
 }
 
 /// `--output`.
@@ -106,6 +110,7 @@ impl CheckArgs {
             controller_class: self.controller_class.clone(),
             watch_without_class: self.watch_ingress_without_class,
             configmap: self.configmap.clone(),
+            enable_ssl_passthrough: self.enable_ssl_passthrough,
             ..TranslateConfig::default()
         }
     }

@@ -236,6 +236,11 @@ pub struct RoutingTable {
     pub cert_expiry: Vec<(String, String, String, i64)>,
     /// Client-certificate authentication (`auth-tls-*`) by host.
     pub client_auth: super::ClientAuthTable,
+    /// SSL passthrough (`ssl-passthrough` with `--enable-ssl-passthrough`): exact host
+    /// name (lower-case) → the backend of the host's `/` rule. Connections whose SNI is
+    /// one of these are spliced raw to the backend instead of being terminated; empty
+    /// when the flag is off.
+    pub passthrough: std::collections::HashMap<Box<str>, Arc<Backend>>,
     pub stats: TableStats,
 }
 

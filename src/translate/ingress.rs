@@ -20,7 +20,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::annotations::proxy_ssl::{self, ProxySsl};
 use super::annotations::{
-    auth, auth_tls, balance, canary, cors, custom_errors, hosts, limits, policy, upstream,
+    auth, auth_tls, balance, canary, cors, custom_errors, hosts, limits, passthrough, policy,
+    upstream,
 };
 use super::backends::{port_label, BackendIndex};
 use super::object::{
@@ -122,6 +123,13 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         })
         .collect();
 
+    // Passthrough hosts count as TLS hosts for ssl-redirect (ingress-nginx redirects
+    // plain HTTP to them too).
+    let passthrough_hosts =
+        passthrough::hosts(&primaries, config.enable_ssl_passthrough, &mut warnings);
+    let mut tls_hosts = tls.tls_hosts.clone();
+    tls_hosts.extend(passthrough_hosts.keys().cloned());
+
     mark_regex_hosts(&primaries, &mut table);
     let hosts_plan = hosts::HostPlan::build(&primaries, &tls.certs, &mut warnings);
     hosts_plan.set_regex_modes(&mut table);
@@ -172,7 +180,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         add_rules(
             ing,
             &settings,
-            &tls.tls_hosts,
+            &tls_hosts,
             &mut backends,
             &mut canary_plan,
             &hosts_plan,
@@ -185,6 +193,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     } = merge;
 
     hosts_plan.insert_redirects(&mut table);
+    passthrough::assign(&passthrough_hosts, &mut table, &mut warnings);
     auth_tls::cover_aliases(&hosts_plan, &mut table.client_auth);
     canary_plan.finish(&mut table.default_backend, &mut warnings);
     if let Some(dbs) = &config.default_backend_service {

@@ -20,6 +20,7 @@
 //! config, so hosts without client auth are never asked for a certificate.
 
 mod deferred;
+pub mod passthrough;
 pub mod sni;
 pub mod terminate;
 

@@ -16,6 +16,11 @@
 //! policy's config, which asks for one, and the certificate is verified right after
 //! the handshake into the TLS digest ([`crate::proxy::client_cert`]); every other
 //! connection gets the base config and is never asked for a certificate.
+//!
+//! With SSL passthrough hosts in the table the SNI is read as well, and a connection
+//! naming one is handed to [`super::passthrough`] (no TLS work at all); an unknown SNI
+//! or none goes to termination. The peek is inside the handshake bound (60 s) and
+//! reads at most `sni::MAX_HELLO` bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,13 +89,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
             }
         };
         let handshake = async {
-            // Without client-auth hosts every connection takes the base config: the
-            // ClientHello is not read twice.
+            // Without client-auth or passthrough hosts every connection takes the base
+            // config: the ClientHello is not read twice.
             let (proxy_protocol, by_sni) = {
                 let table = self.table.load();
                 (
                     table.globals.use_proxy_protocol,
-                    !table.client_auth.is_empty(),
+                    !table.client_auth.is_empty() || !table.passthrough.is_empty(),
                 )
             };
             if proxy_protocol {
@@ -111,6 +116,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
                 None
             };
             let table = self.table.load();
+            if let Some(backend) = sni.as_deref().and_then(|h| table.passthrough.get(h)) {
+                let connect = table.globals.connect_timeout;
+                return Some(Next::Splice(Box::new(l4), backend.clone(), connect));
+            }
             let policy = sni
                 .as_deref()
                 .and_then(|h| table.client_auth.lookup(h))
@@ -135,7 +144,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
                 }
             };
             match handshake {
-                Ok(tls) => Some(tls),
+                Ok(tls) => Some(Next::Tls(tls)),
                 Err(e) => {
                     debug!(error = %e, "TLS handshake failed");
                     None
@@ -143,7 +152,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
             }
         };
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Some(tls)) => tls,
+            Ok(Some(Next::Tls(tls))) => tls,
+            Ok(Some(Next::Splice(l4, backend, connect))) => {
+                super::passthrough::splice(*l4, backend, connect).await;
+                return None;
+            }
             Ok(None) => return None,
             Err(_) => {
                 debug!("closing connection: TLS handshake timed out");
@@ -156,6 +169,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminate<A> {
     async fn cleanup(&self) {
         self.inner.cleanup().await
     }
+}
+
+/// What a connection on the HTTPS port becomes once its start has been read.
+enum Next<T> {
+    /// Terminated: the HTTP application serves it.
+    Tls(T),
+    /// A passthrough host's: spliced raw to the backend (connect timeout with it).
+    Splice(Box<L4Stream>, Arc<crate::routing::Backend>, Duration),
 }
 
 /// Verifies the client's certificate once the handshake is done; the result rides in

@@ -17,6 +17,7 @@ pub mod custom_errors;
 pub mod hosts;
 pub mod limits;
 pub mod notes;
+pub mod passthrough;
 pub mod policy;
 pub mod proxy_ssl;
 pub mod upstream;
@@ -112,6 +113,7 @@ pub const SUPPORTED: &[&str] = &[
     "session-cookie-path",
     "session-cookie-samesite",
     "session-cookie-secure",
+    "ssl-passthrough",
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",

@@ -209,10 +209,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
         "sluice's TLS (rustls) offers a fixed set of strong TLS 1.2/1.3 suites",
     ),
     (
-        "ssl-passthrough",
-        "TLS passthrough is not implemented yet: sluice terminates TLS for this host",
-    ),
-    (
         "ssl-prefer-server-ciphers",
         "sluice's TLS (rustls) offers a fixed set of strong TLS 1.2/1.3 suites",
     ),
