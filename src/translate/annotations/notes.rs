@@ -41,10 +41,6 @@ pub const DIFFERS: &[(&str, &str)] = &[
         "the client keeps the original status (ingress-nginx's `error_page N = @custom` returns the error backend's status instead): a deliberate difference",
     ),
     (
-        "force-ssl-redirect",
-        "a trusted X-Forwarded-Proto (use-forwarded-headers) is not honoured yet: requests are judged by the connection sluice received",
-    ),
-    (
         "proxy-buffer-size",
         "accepted, no effect: sluice streams responses",
     ),
