@@ -7,6 +7,13 @@
 //! ring's speed for ECDSA P-256 signing and several times for RSA-2048 (issue 12).
 //! Keys are loaded through [`signing_key`] so the signatures of the handshake, not
 //! only its key exchange, use it.
+//!
+//! A served certificate's key is held as its DER bytes ([`LazySigningKey`]) and made
+//! into aws-lc-rs's key object at its first handshake: translation loads it once to
+//! check it (and that it matches the certificate), then drops it. A loaded aws-lc-rs
+//! key costs about 3 KB more than its DER, so 10,000 certificates that are mostly idle
+//! cost about 30 MB less; the price is one key load (tens of µs) at the first
+//! handshake of each host after a table rebuild.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -28,6 +35,59 @@ pub fn signing_key(der: &PrivateKeyDer<'_>) -> Result<Arc<dyn SigningKey>, rustl
     crypto_provider()
         .key_provider
         .load_private_key(der.clone_key())
+}
+
+/// A private key kept as DER and loaded for signing at first use (see the module doc).
+pub struct LazySigningKey {
+    der: PrivateKeyDer<'static>,
+    algorithm: rustls::SignatureAlgorithm,
+    loaded: OnceLock<Option<Arc<dyn SigningKey>>>,
+}
+
+impl LazySigningKey {
+    /// `algorithm` is the loaded key's (rustls asks for it without signing).
+    pub fn new(der: PrivateKeyDer<'static>, algorithm: rustls::SignatureAlgorithm) -> Self {
+        LazySigningKey {
+            der,
+            algorithm,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    /// The loaded key; `None` only if a key that loaded during translation no longer
+    /// does (the handshake then fails as for a key with no usable scheme).
+    fn key(&self) -> Option<&Arc<dyn SigningKey>> {
+        self.loaded
+            .get_or_init(|| signing_key(&self.der).ok())
+            .as_ref()
+    }
+}
+
+impl std::fmt::Debug for LazySigningKey {
+    // Never the key bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazySigningKey")
+            .field("algorithm", &self.algorithm)
+            .field("loaded", &self.loaded.get().is_some())
+            .finish()
+    }
+}
+
+impl SigningKey for LazySigningKey {
+    fn choose_scheme(
+        &self,
+        offered: &[rustls::SignatureScheme],
+    ) -> Option<Box<dyn rustls::sign::Signer>> {
+        self.key()?.choose_scheme(offered)
+    }
+
+    fn public_key(&self) -> Option<rustls_pki_types::SubjectPublicKeyInfoDer<'_>> {
+        self.key()?.public_key()
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.algorithm
+    }
 }
 
 use super::matcher::normalize_host;
@@ -107,6 +167,33 @@ pub fn covers(sans: &[String], host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lazy_key_loads_at_its_first_handshake_and_signs() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let der = PrivateKeyDer::try_from(kp.serialize_der()).unwrap();
+        let lazy = LazySigningKey::new(der, rustls::SignatureAlgorithm::ECDSA);
+        assert!(lazy.loaded.get().is_none(), "not loaded before a handshake");
+        assert!(
+            !format!("{lazy:?}").contains("der"),
+            "the key bytes are never shown"
+        );
+        assert!(lazy
+            .choose_scheme(&[rustls::SignatureScheme::RSA_PSS_SHA256])
+            .is_none());
+        assert!(
+            lazy.loaded.get().is_some_and(|k| k.is_some()),
+            "loaded once"
+        );
+        let signer = lazy
+            .choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
+            .expect("an ECDSA P-256 key signs ECDSA_NISTP256_SHA256");
+        assert!(!signer.sign(b"hello").unwrap().is_empty());
+        assert_eq!(
+            lazy.public_key(),
+            signing_key(&lazy.der).unwrap().public_key()
+        );
+    }
 
     #[test]
     fn san_coverage() {

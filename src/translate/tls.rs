@@ -64,12 +64,21 @@ pub fn parse_pem(crt: &[u8], key: &[u8]) -> Result<ParsedCert> {
     }
     let key =
         PrivateKeyDer::from_pem_slice(key).map_err(|e| Error::Secret(format!("tls.key: {e}")))?;
-    let signer = crate::routing::certs::signing_key(&key)
+    // The check loads the key with ring where ring can: its key object lives on the Rust
+    // heap and is freed for reuse, where aws-lc-rs's stays in the C heap's RSS after it
+    // is dropped. Keys only aws-lc-rs reads (P-521) are checked with aws-lc-rs.
+    let signer = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .or_else(|_| crate::routing::certs::signing_key(&key))
         .map_err(|e| Error::Secret(format!("tls.key: unsupported key: {e}")))?;
-    let certified = CertifiedKey::new(chain, signer);
+    let algorithm = signer.algorithm();
+    let mut certified = CertifiedKey::new(chain, signer);
     certified.keys_match().map_err(|_| {
         Error::Secret("tls.key does not match the certificate in tls.crt".to_string())
     })?;
+    // Checked: keep the DER, load the key again at its first handshake (memory).
+    certified.key = Arc::new(crate::routing::certs::LazySigningKey::new(key, algorithm));
     let (sans, not_after) = names_and_expiry(
         certified
             .end_entity_cert()
