@@ -16,6 +16,14 @@
 //! and `LOCAL` (v2) / `UNKNOWN` (v1) headers keep the TCP peer. The address is believed
 //! only from peers in `proxy-real-ip-cidr` (see `headers::resolve_client`), as nginx's
 //! `real_ip_header proxy_protocol` with `set_real_ip_from` does.
+//!
+//! Hand-written rather than with the `ppp` crate: `ppp` parses a header already in a
+//! buffer, while the work here is reading one from a socket without reading past it
+//! (8 bytes to tell the versions apart, then v1 byte by byte up to its 107-byte limit,
+//! or v2's 16-byte head and its declared length), so `ppp` would replace only the
+//! address decoding, some 40 lines that `fuzz/` checks against a header built from the
+//! input. TLVs are skipped (sluice uses none). `ppp` is also not available to this
+//! build offline.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -306,9 +306,11 @@ fn sha1(parts: &[&[u8]]) -> [u8; 20] {
     out
 }
 
-/// Constant-time equality for equal lengths (a length mismatch returns at once).
+/// Constant-time equality for equal lengths (a length mismatch returns at once, as
+/// `subtle`'s does; lengths are those of hashes, or of a `{PLAIN}` password).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(a.ct_eq(b))
 }
 
 /// The MD5-crypt family (Poul-Henning Kamp's `$1$`, Apache's `$apr1$`: only the magic

@@ -8,6 +8,16 @@
 //! resets it. The ring is Ketama-style: 160 points per endpoint on a 64-bit circle,
 //! hashed from the endpoint address, so adding or removing one of n endpoints moves
 //! only about 1/n of the keys, and every sluice replica maps a key the same way.
+//!
+//! Why not `pingora-ketama` (in the lock file through Pingora's `lb`): neither ring
+//! gives ingress-nginx's mapping (its `upstream-hash-by` is lua-resty-balancer's
+//! `chash`, not nginx's Ketama, which pingora-ketama reproduces), so nothing is gained
+//! in compatibility, and switching would move keys. What this ring must keep is its own
+//! mapping: `balanced` affinity cookies are tokens placed on it, so a different ring
+//! would re-pin every client at the upgrade, and during a rolling upgrade old and new
+//! replicas would send one key to different endpoints. It also needs the walk past
+//! endpoints that are down or already failed for the request (`pick`'s `usable`),
+//! on 64-bit keys, where pingora-ketama hashes with 32-bit CRC.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -534,15 +534,14 @@ pub fn arg<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 /// Percent-encodes everything but `A-Za-z0-9-._~` (set-misc's `set_escape_uri`, which
 /// ingress-nginx uses for `$escaped_request_uri`).
 pub fn escape_uri_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    /// Every byte but the unreserved ones; non-ASCII bytes are always encoded.
+    const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 /// One header of `proxy-set-headers` (requests to backends) or `add-headers`
@@ -779,6 +778,14 @@ mod tests {
         assert_eq!(
             t.expand(&v),
             "https://app.example/auth?u=/p/a%20th?x=1&y=2&e=%2Fp%2Fa%2520th%3Fx%3D1%26y%3D2&bob-2-xyz-https"
+        );
+    }
+
+    #[test]
+    fn escaped_request_uri_encodes_all_but_unreserved() {
+        assert_eq!(
+            escape_uri_component("/a b/\u{fc}?x=1&y=~._-Z9"),
+            "%2Fa%20b%2F%C3%BC%3Fx%3D1%26y%3D~._-Z9"
         );
     }
 }
