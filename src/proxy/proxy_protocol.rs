@@ -22,8 +22,7 @@
 //! (8 bytes to tell the versions apart, then v1 byte by byte up to its 107-byte limit,
 //! or v2's 16-byte head and its declared length), so `ppp` would replace only the
 //! address decoding, some 40 lines that `fuzz/` checks against a header built from the
-//! input. TLVs are skipped (sluice uses none). `ppp` is also not available to this
-//! build offline.
+//! input. TLVs are skipped (sluice uses none).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

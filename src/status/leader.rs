@@ -6,8 +6,9 @@
 //!
 //! Written here because kube-rs has no leader election (`kube-runtime` 5 offers none),
 //! and the crates that add one (`kube-leader-election`, `kube-lease-manager`) are
-//! small third-party wrappers of the same get/replace loop: this one is some 100 lines
-//! on kube's `Api<Lease>`, with client-go's timing, and follows kube's version.
+//! small third-party wrappers of the same get/replace loop, each pinned to kube
+//! versions of its own: this one is some 100 lines on kube's `Api<Lease>`, with
+//! client-go's timing.
 
 use std::time::Duration;
 
