@@ -113,3 +113,24 @@ pub fn mk_ingress(
     }
     .yaml()
 }
+
+/// A ConfigMap `name` in namespace `default` with `data`, as one YAML document.
+pub fn mk_config_map(name: &str, data: &[(&str, &str)]) -> String {
+    let cm = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    format!(
+        "---\n{}",
+        serde_yaml_ng::to_string(&cm).expect("a ConfigMap serialises")
+    )
+}
