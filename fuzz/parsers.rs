@@ -152,10 +152,9 @@ pub fn proxy_protocol(data: &[u8]) {
     header.extend_from_slice(b"GET / HTTP/1.1\r\n");
     let mut rest = &header[..];
     let read = runtime().block_on(read_header(&mut rest));
-    assert_eq!(
-        read,
-        Ok(Some(src)),
-        "{:?}",
+    assert!(
+        matches!(read, Ok(Some(a)) if a == src),
+        "{read:?} for {src}: {:?}",
         String::from_utf8_lossy(&header)
     );
     assert_eq!(

@@ -57,9 +57,19 @@ impl Readiness {
     }
 }
 
-/// Pingora binds its listeners on its own runtime with no hook to observe it, so probe
-/// the proxy port until it accepts, then mark the process as listening.
-pub async fn watch_listener(addr: SocketAddr, readiness: Arc<Readiness>) {
+/// Marks the process as listening once the proxy port accepts.
+///
+/// Pingora 0.9.1 gives no signal after its listeners are bound: each listening service
+/// binds inside its own start task, and its `ServiceReadyNotifier` fires before that.
+/// The last signal it does give is `ExecutionPhase::Running`, sent once every service
+/// task has been started, which the caller turns into `started`. So this waits for
+/// `started` and only then connects to the port, retrying with a short backoff for the
+/// moment between that phase and the bind (normally the first or second connect).
+pub async fn watch_listener(
+    addr: SocketAddr,
+    readiness: Arc<Readiness>,
+    started: impl std::future::Future<Output = ()>,
+) {
     let mut probe = addr;
     if probe.ip().is_unspecified() {
         probe.set_ip(match addr {
@@ -67,8 +77,11 @@ pub async fn watch_listener(addr: SocketAddr, readiness: Arc<Readiness>) {
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
+    started.await;
+    let mut pause = std::time::Duration::from_millis(1);
     while tokio::net::TcpStream::connect(probe).await.is_err() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
     }
     readiness.listening.store(true, Ordering::Release);
     info!(%addr, "proxy listener accepting");

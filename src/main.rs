@@ -11,8 +11,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use pingora::listeners::{Listeners, TcpSocketOptions};
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, Server};
+use pingora::server::{ExecutionPhase, RunArgs, Server};
 use pingora::services::listening::Service;
+use tokio::sync::broadcast;
 use tracing::info;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
@@ -428,9 +429,20 @@ fn main() -> anyhow::Result<()> {
     if args.upgrade {
         info!("received the listening sockets");
     }
+    // /readyz waits for the proxy port, probed once Pingora has started its services.
+    let mut phase = server.watch_execution_phase();
+    let running = async move {
+        loop {
+            match phase.recv().await {
+                Ok(ExecutionPhase::Running) | Err(broadcast::error::RecvError::Closed) => break,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            }
+        }
+    };
     control.spawn(sluice::admin::watch_listener(
         args.http_listen,
         readiness.clone(),
+        running,
     ));
 
     let fake_cert = fake_certificate()

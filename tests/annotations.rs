@@ -17,20 +17,7 @@ fn ingress(
     svc: &str,
     annotations: &[(&str, &str)],
 ) -> String {
-    let ann: Vec<String> = annotations
-        .iter()
-        .map(|(k, v)| format!("nginx.ingress.kubernetes.io/{k}: '{v}'"))
-        .collect();
-    let mut s = format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n",
-        ann.join(", ")
-    );
-    for (kind, path) in paths {
-        s += &format!(
-            "      - {{path: '{path}', pathType: {kind}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
-        );
-    }
-    s
+    support::objects::mk_ingress(name, host, paths, svc, annotations)
 }
 
 fn uri_seen(r: &Reply) -> String {
@@ -335,4 +322,30 @@ fn chunked_post(s: &Sluice, host: &str, size: usize) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {text:?}"))
+}
+
+/// The builder's YAML carries any annotation value as written (the hand-formatted
+/// `'{v}'` builders it replaces broke on a quote).
+#[test]
+fn ingress_builder_keeps_values_as_written() {
+    let value = "it's \"quoted\" # not a comment: {x}\n$1 \\ 'end'";
+    let yaml = ingress(
+        "q",
+        "q.example",
+        &[("Prefix", "/a'b")],
+        "svc",
+        &[("rewrite-target", value)],
+    );
+    let back: k8s_openapi::api::networking::v1::Ingress =
+        serde_yaml_ng::from_str(yaml.trim_start_matches("---\n")).unwrap();
+    let annotations = back.metadata.annotations.unwrap();
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/rewrite-target"],
+        value
+    );
+    let spec = back.spec.unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rules = spec.rules.unwrap();
+    let path = &rules[0].http.as_ref().unwrap().paths[0];
+    assert_eq!(path.path.as_deref(), Some("/a'b"));
 }

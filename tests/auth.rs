@@ -18,14 +18,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// An Ingress `name` for `host`, Prefix `/` → `svc`, with annotations.
 fn ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let ann: Vec<String> = annotations
-        .iter()
-        .map(|(k, v)| format!("nginx.ingress.kubernetes.io/{k}: '{v}'"))
-        .collect();
-    format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n",
-        ann.join(", ")
-    )
+    support::objects::mk_ingress(name, host, &[("Prefix", "/")], svc, annotations)
 }
 
 /// An Opaque Secret with base64 `data`, as `kubectl create secret generic` writes it.

@@ -82,15 +82,19 @@ fn service(svc: &str, backends: &[&Backend], spec_extra: &str) -> String {
 /// An Ingress for `host` → `svc` with `nginx.ingress.kubernetes.io/*` annotations.
 fn ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
     // The host has TLS (for the Secure cookie check); plain HTTP must not redirect.
-    let ann: Vec<String> = [("ssl-redirect", "false")]
-        .iter()
-        .chain(annotations)
-        .map(|(k, v)| format!("nginx.ingress.kubernetes.io/{k}: \"{v}\""))
+    let annotations: Vec<(&str, &str)> = [("ssl-redirect", "false")]
+        .into_iter()
+        .chain(annotations.iter().copied())
         .collect();
-    format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{}}}\nspec:\n  ingressClassName: nginx\n  tls: [{{hosts: [{host}]}}]\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n",
-        ann.join(", ")
-    )
+    support::objects::MkIngress {
+        name,
+        host: Some(host),
+        paths: &[("Prefix", "/", svc)],
+        annotations: &annotations,
+        tls: true,
+        ..support::objects::MkIngress::default()
+    }
+    .yaml()
 }
 
 /// GET through sluice with an optional Cookie header.

@@ -16,20 +16,13 @@ use std::time::{Duration, Instant};
 
 use support::{endpoint_manifests, Echo, Sluice, INGRESS_CLASS};
 
-/// An Ingress for `host` → Service `svc` port 80, with annotations.
+/// An Ingress `name` for `host`, Prefix `/` → `svc`, with annotations.
 fn ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let ann: Vec<String> = annotations
-        .iter()
-        .map(|(k, v)| format!("nginx.ingress.kubernetes.io/{k}: '{v}'"))
-        .collect();
-    format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n",
-        ann.join(", ")
-    )
+    support::objects::mk_ingress(name, host, &[("Prefix", "/")], svc, annotations)
 }
 
-fn configmap(data: &str) -> String {
-    format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: sluice-config, namespace: default}}\ndata: {{{data}}}\n")
+fn configmap(data: &[(&str, &str)]) -> String {
+    support::objects::mk_config_map("sluice-config", data)
 }
 
 /// One connection as the raw backend saw it.
@@ -395,7 +388,7 @@ fn body_size_limit_and_client_body_timeout() {
         &[("proxy-body-size", "10k")],
     );
     m += &endpoint_manifests("rec", &[rec.addr]);
-    m += &configmap("client-body-timeout: \"1\"");
+    m += &configmap(&[("client-body-timeout", "1")]);
     let s = Sluice::start(&[("m.yaml", &m)], &["--configmap", "default/sluice-config"]);
     let big = pattern(20_000);
     assert_eq!(post(&s, "small.example", "/", &big, false).0, 413);
@@ -455,7 +448,7 @@ fn max_worker_connections_sheds_new_connections_and_recovers() {
     let mut m = String::from(INGRESS_CLASS);
     m += &ingress("e", "e.example", "echo", &[]);
     m += &echo.manifests("echo");
-    m += &configmap("max-worker-connections: \"3\"");
+    m += &configmap(&[("max-worker-connections", "3")]);
     let s = Sluice::start(
         &[("m.yaml", &m)],
         &["--configmap", "default/sluice-config", "--workers", "1"],

@@ -11,8 +11,6 @@ use std::time::Duration;
 use support::tls::{common_name, https_get, served_cert, start_tls, Cert, FAKE_CN};
 use support::{client, Echo, Reply, Sluice, INGRESS_CLASS};
 
-const A: &str = "nginx.ingress.kubernetes.io/";
-
 /// An Ingress with annotations (keys without the prefix) and `(pathType, path, service)`
 /// rules on `host` (all Services on port 80).
 fn ing(
@@ -22,22 +20,15 @@ fn ing(
     paths: &[(&str, &str, &str)],
     annotations: &[(&str, &str)],
 ) -> String {
-    let mut s = format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  creationTimestamp: \"{created}\"\n"
-    );
-    if !annotations.is_empty() {
-        s += "  annotations:\n";
-        for (k, v) in annotations {
-            s += &format!("    \"{A}{k}\": \"{v}\"\n");
-        }
+    support::objects::MkIngress {
+        name,
+        host: Some(host),
+        paths,
+        annotations,
+        created: Some(created),
+        ..support::objects::MkIngress::default()
     }
-    s += &format!("spec:\n  ingressClassName: nginx\n  rules:\n  - host: \"{host}\"\n    http:\n      paths:\n");
-    for (kind, path, svc) in paths {
-        s += &format!(
-            "      - {{path: \"{path}\", pathType: {kind}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
-        );
-    }
-    s
+    .yaml()
 }
 
 /// A Service `svc` (port 80) without any endpoint.
@@ -558,25 +549,27 @@ fn www_redirect_and_aliases_over_https_use_the_certificate_covering_the_name() {
     m += &app.manifests("app");
     m += &both.secret("both-tls");
     m += &bare.secret("bare-tls");
-    m += &ing(
-        "site",
-        "2026-01-01T00:00:00Z",
-        "example.com",
-        &[("Prefix", "/", "app")],
-        &[("from-to-www-redirect", "true")],
-    );
-    m += "  tls:\n  - {hosts: [example.com], secretName: both-tls}\n";
-    m += &ing(
-        "bare",
-        "2026-01-01T00:00:00Z",
-        "bare.example",
-        &[("Prefix", "/", "app")],
-        &[
+    let site = support::objects::MkIngress {
+        name: "site",
+        host: Some("example.com"),
+        paths: &[("Prefix", "/", "app")],
+        annotations: &[("from-to-www-redirect", "true")],
+        created: Some("2026-01-01T00:00:00Z"),
+        tls_secret: Some("both-tls"),
+        ..support::objects::MkIngress::default()
+    };
+    m += &site.yaml();
+    m += &support::objects::MkIngress {
+        name: "bare",
+        host: Some("bare.example"),
+        annotations: &[
             ("from-to-www-redirect", "true"),
             ("server-alias", "alias.example, alias-ok.example"),
         ],
-    );
-    m += "  tls:\n  - {hosts: [bare.example], secretName: bare-tls}\n";
+        tls_secret: Some("bare-tls"),
+        ..site
+    }
+    .yaml();
     let (s, https) = start_tls(&[("m.yaml", &m)], &[]);
     // HTTPS to HTTPS: the redirect keeps the scheme.
     let r = https_get(https, "www.example.com", "/a/?q=1");

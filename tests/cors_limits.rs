@@ -103,13 +103,12 @@ fn serve(conn: TcpStream, log: &Mutex<Vec<Seen>>) {
 
 /// An Ingress for `host` (paths `/` and `/other`) → Service `svc`, with annotations.
 fn ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let ann: Vec<String> = annotations
-        .iter()
-        .map(|(k, v)| format!("nginx.ingress.kubernetes.io/{k}: \"{v}\""))
-        .collect();
-    format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n      - {{path: /other, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n",
-        ann.join(", ")
+    support::objects::mk_ingress(
+        name,
+        host,
+        &[("Prefix", "/"), ("Prefix", "/other")],
+        svc,
+        annotations,
     )
 }
 

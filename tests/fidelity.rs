@@ -7,13 +7,7 @@ mod support;
 use support::{Echo, Sluice};
 
 fn ing(name: &str, host: &str, path: &str, kind: &str, ann: &[(&str, &str)]) -> String {
-    let mut a = String::new();
-    for (k, v) in ann {
-        a.push_str(&format!("\n    nginx.ingress.kubernetes.io/{k}: \"{v}\""));
-    }
-    format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:{a}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: \"{path}\", pathType: {kind}, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}\n"
-    )
+    support::objects::mk_ingress(name, host, &[(kind, path)], "app", ann)
 }
 
 const CLASS: &str = "---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: nginx}\nspec: {controller: sluice.dev/ingress-controller}\n";

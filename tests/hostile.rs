@@ -15,11 +15,11 @@ use support::{endpoint_manifests, Sluice, INGRESS_CLASS};
 /// sluice routing host `h.example` to a raw backend, with ConfigMap `data`.
 fn start(data: &[(&str, &str)]) -> (Sluice, RawBackend) {
     let backend = RawBackend::start();
-    let cm_data: Vec<String> = data.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();
     let manifests = format!(
-        "{INGRESS_CLASS}{}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: h, namespace: default}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: h.example\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: raw, port: {{number: 80}}}}}}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: sluice, namespace: default}}\ndata: {{{}}}\n",
+        "{INGRESS_CLASS}{}{}{}",
         endpoint_manifests("raw", &[backend.addr]),
-        cm_data.join(", ")
+        support::objects::mk_ingress("h", "h.example", &[("Prefix", "/")], "raw", &[]),
+        support::objects::mk_config_map("sluice", data)
     );
     let s = Sluice::start(
         &[("all.yaml", &manifests)],

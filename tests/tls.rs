@@ -755,13 +755,11 @@ fn https_backend_ingress(
     svc: &str,
     annotations: &[(&str, &str)],
 ) -> String {
-    let mut a = String::from("nginx.ingress.kubernetes.io/backend-protocol: \"HTTPS\"");
-    for (k, v) in annotations {
-        a += &format!(", nginx.ingress.kubernetes.io/{k}: \"{v}\"");
-    }
-    format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{{a}}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
-    )
+    let annotations: Vec<(&str, &str)> = [("backend-protocol", "HTTPS")]
+        .into_iter()
+        .chain(annotations.iter().copied())
+        .collect();
+    support::objects::mk_ingress(name, host, &[("Prefix", "/")], svc, &annotations)
 }
 
 #[test]

@@ -77,14 +77,7 @@ fn setup(configmap: &[(&str, &str)]) -> (Echo, Sluice, SocketAddr) {
     );
     m += &cert.secret("resume-tls");
     m += &echo.manifests("alpha");
-    let data: Vec<String> = configmap
-        .iter()
-        .map(|(k, v)| format!("\"{k}\": \"{v}\""))
-        .collect();
-    m += &format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: sluice, namespace: default}}\ndata: {{{}}}\n",
-        data.join(", ")
-    );
+    m += &support::objects::mk_config_map("sluice", configmap);
     let (s, https) = start_tls(
         &[("tls.yaml", &m)],
         &["--workers", "2", "--configmap", "default/sluice"],

@@ -28,6 +28,11 @@
 //! Usage: `sluice-echo --listen 127.0.0.1:9001 [--listen ...] --name alpha [--tls
 //! [--cert PEM --key PEM] [--client-ca PEM]] [--threads N]`.
 //! For each address, once bound, `sluice-echo NAME listening on ADDR` is printed on stdout.
+//!
+//! Errors: a bad query parameter is a typed [`BadQuery`], because it is an answer (400,
+//! its text as the body). Everything else fails at start (an address, a PEM file, the
+//! TLS config) and ends the process with one printed line, which no caller matches on:
+//! that is `anyhow`, as in sluice's own `main`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,6 +42,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
@@ -165,11 +171,22 @@ struct Opts {
     key: Option<String>,
 }
 
-fn parse_opts(query: Option<&str>) -> Result<Opts, String> {
+/// A query parameter of the known set whose value does not parse: answered with 400.
+#[derive(Debug, thiserror::Error)]
+#[error("bad query parameter {key}={value:?}")]
+struct BadQuery {
+    key: String,
+    value: String,
+}
+
+fn parse_opts(query: Option<&str>) -> Result<Opts, BadQuery> {
     let mut opts = Opts::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let bad = || format!("bad query parameter {key}={value:?}");
+        let bad = || BadQuery {
+            key: key.into(),
+            value: value.into(),
+        };
         match key {
             "sleep_ms" => opts.sleep_ms = value.parse().map_err(|_| bad())?,
             "status" => {
@@ -219,8 +236,8 @@ async fn handle(
     }
     let opts = match parse_opts(req.uri().query()) {
         Ok(opts) => opts,
-        Err(msg) => {
-            let body = EchoBody::Full(Some(Bytes::from(msg + "\n")));
+        Err(bad) => {
+            let body = EchoBody::Full(Some(Bytes::from(format!("{bad}\n"))));
             return Ok(response(&ctx, StatusCode::BAD_REQUEST, "text/plain", body));
         }
     };
@@ -368,12 +385,12 @@ fn websocket(req: &mut Request<Incoming>, ctx: Arc<Ctx>) -> Response<EchoBody> {
     resp
 }
 
-async fn bind(addr: &str) -> Result<TcpListener, String> {
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
     let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
         .await
-        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .with_context(|| format!("cannot resolve {addr}"))?
         .collect();
-    let mut last_err = format!("{addr} resolved to no address");
+    let mut last_err = anyhow!("{addr} resolved to no address");
     for sa in resolved {
         let socket = if sa.is_ipv4() {
             TcpSocket::new_v4()
@@ -387,7 +404,7 @@ async fn bind(addr: &str) -> Result<TcpListener, String> {
         });
         match attempt {
             Ok(listener) => return Ok(listener),
-            Err(e) => last_err = format!("cannot listen on {sa}: {e}"),
+            Err(e) => last_err = anyhow::Error::new(e).context(format!("cannot listen on {sa}")),
         }
     }
     Err(last_err)
@@ -455,14 +472,14 @@ fn common_name(der: &[u8]) -> Option<String> {
     Some(cn)
 }
 
-fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+fn read_pem(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| path.display().to_string())
 }
 
 /// The TLS acceptor: `--cert`/`--key`, else a fresh self-signed certificate for
 /// `localhost` (backends behind `backend-protocol: HTTPS/GRPCS` are not verified by
 /// default, as in ingress-nginx); with `--client-ca`, client certificates are required.
-fn tls_acceptor(args: &Args) -> Result<tokio_rustls::TlsAcceptor, String> {
+fn tls_acceptor(args: &Args) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -470,49 +487,44 @@ fn tls_acceptor(args: &Args) -> Result<tokio_rustls::TlsAcceptor, String> {
         (Some(c), Some(k)) => {
             let chain = CertificateDer::pem_slice_iter(&read_pem(c)?)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", c.display()))?;
+                .with_context(|| c.display().to_string())?;
             let key = PrivateKeyDer::from_pem_slice(&read_pem(k)?)
-                .map_err(|e| format!("{}: {e}", k.display()))?;
+                .with_context(|| k.display().to_string())?;
             (chain, key)
         }
         _ => {
-            let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+            let key = rcgen::KeyPair::generate()?;
             let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-                .and_then(|p| p.self_signed(&key))
-                .map_err(|e| e.to_string())?;
+                .and_then(|p| p.self_signed(&key))?;
             let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
             (vec![cert.der().clone()], der)
         }
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .with_safe_default_protocol_versions()?;
     let builder = match &args.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_slice_iter(&read_pem(ca)?) {
                 roots
-                    .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                    .add(c.with_context(|| ca.display().to_string())?)
+                    .with_context(|| ca.display().to_string())?;
             }
             let verifier =
                 rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                    .build()?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())?;
+    let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> anyhow::Result<()> {
     let name_header = HeaderValue::from_str(&args.name)
-        .map_err(|_| format!("--name {:?} is not a valid header value", args.name))?;
+        .map_err(|_| anyhow!("--name {:?} is not a valid header value", args.name))?;
     let tls = if args.tls {
         Some(tls_acceptor(&args)?)
     } else {
@@ -529,7 +541,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut listeners = Vec::with_capacity(args.listen.len());
     for addr in &args.listen {
         let listener = bind(addr).await?;
-        let local = listener.local_addr().map_err(|e| format!("{addr}: {e}"))?;
+        let local = listener.local_addr().with_context(|| addr.clone())?;
         listeners.push((listener, local));
     }
     let mut tasks = Vec::with_capacity(listeners.len());
@@ -559,8 +571,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("sluice-echo: {msg}");
+        Err(e) => {
+            // `{:#}`: the context and its cause on one line ("cannot listen on A: why").
+            eprintln!("sluice-echo: {e:#}");
             ExitCode::FAILURE
         }
     }

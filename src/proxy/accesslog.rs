@@ -17,6 +17,9 @@
 //! `logwriter` (per-worker buffers written in batches; controller logs go to stderr), as
 //! ingress-nginx's container does. Times are UTC. `$remote_user` is the user name of a
 //! `Basic` Authorization header, as nginx's is, whether or not the route checks it.
+//!
+//! Dates come from jiff's calendar (`$time_local`, `$time_iso8601`), written field by
+//! field rather than through `strftime`, which would parse its format on every line.
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -288,44 +291,43 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// (year, month 1-12, day, seconds of the day) in UTC.
-fn civil(t: SystemTime) -> (i64, i64, i64, i64) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem)
+/// `t` as a UTC date and time, to the second (jiff's calendar arithmetic). A clock
+/// before 1970 reads as the epoch, and one past jiff's year 9999 as the epoch too.
+fn civil(t: SystemTime) -> jiff::civil::DateTime {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let ts = i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::tz::Offset::UTC.to_datetime(ts)
 }
 
 /// `22/Nov/2026:06:26:10 +0000`
 fn time_local(out: &mut String, t: SystemTime) {
-    let (year, month, day, rem) = civil(t);
+    let d = civil(t);
     let _ = write!(
         out,
-        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        d.day(),
+        MONTHS[(d.month() - 1) as usize],
+        d.year(),
+        d.hour(),
+        d.minute(),
+        d.second()
     );
 }
 
 /// `2026-11-22T06:26:10+00:00`
 fn iso8601(t: SystemTime) -> String {
-    let (year, month, day, rem) = civil(t);
+    let d = civil(t);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
     )
 }
 

@@ -51,6 +51,35 @@ fn client() -> HttpClient {
     })
 }
 
+/// Why a request produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The target does not make a URI (a malformed path or query).
+    #[error("bad URI: {0}")]
+    Uri(#[from] http::uri::InvalidUri),
+    /// Connecting, sending or reading the response head failed.
+    #[error("request to {addr} failed: {error}")]
+    Request {
+        addr: SocketAddr,
+        error: hyper_util::client::legacy::Error,
+    },
+    /// The body failed midway or grew past the caller's limit.
+    #[error("reading the answer of {addr}: {error}")]
+    Body {
+        addr: SocketAddr,
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No whole answer within the caller's deadline.
+    #[error("{addr} did not answer within {deadline:?}")]
+    Timeout {
+        addr: SocketAddr,
+        deadline: Duration,
+    },
+}
+
+/// `Result` with this module's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// A response read whole.
 #[derive(Debug)]
 pub struct Response {
@@ -69,10 +98,8 @@ pub async fn send(
     headers: http::HeaderMap,
     deadline: Duration,
     max_body: usize,
-) -> Result<Response, String> {
-    let uri: http::Uri = format!("http://{addr}{path_and_query}")
-        .parse()
-        .map_err(|e| format!("bad URI: {e}"))?;
+) -> Result<Response> {
+    let uri: http::Uri = format!("http://{addr}{path_and_query}").parse()?;
     let mut req = http::Request::new(Empty::<Bytes>::new());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -81,12 +108,12 @@ pub async fn send(
         let resp = client()
             .request(req)
             .await
-            .map_err(|e| format!("request to {addr} failed: {e}"))?;
+            .map_err(|error| Error::Request { addr, error })?;
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, max_body)
             .collect()
             .await
-            .map_err(|e| format!("reading the answer of {addr}: {e}"))?
+            .map_err(|error| Error::Body { addr, error })?
             .to_bytes();
         Ok(Response {
             status: parts.status,
@@ -96,7 +123,7 @@ pub async fn send(
     };
     tokio::time::timeout(deadline, exchange)
         .await
-        .map_err(|_| format!("{addr} did not answer within {deadline:?}"))?
+        .map_err(|_| Error::Timeout { addr, deadline })?
 }
 
 #[cfg(test)]
@@ -163,7 +190,8 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(e.contains("reading"), "{e}");
+        assert!(matches!(e, Error::Body { .. }), "{e}");
+        assert!(e.to_string().contains("reading"), "{e}");
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent = l.local_addr().unwrap();
         let e = send(
@@ -176,7 +204,8 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(e.contains("did not answer"), "{e}");
+        assert!(matches!(e, Error::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("did not answer"), "{e}");
         drop(l);
     }
 }

@@ -2,10 +2,16 @@
 //!
 //! Owns request handling: matching, endpoint choice, the headers sent upstream, the
 //! error pages and the access log. Must not import `kube`/`k8s_openapi` or block. The
-//! table is loaded once per request from its `ArcSwap`; the only other shared state is
-//! the balancer's per-endpoint map (read-locked only while an endpoint is marked down,
-//! for EWMA, and for ClientIP affinity; see `balance`) and the rate-limit counters
-//! (one shard locked per request, only on routes with `limit-*`; see `limits`).
+//! table is loaded once per request from its `ArcSwap`. The other shared state, and
+//! when a request touches its locks:
+//! - the balancer's per-endpoint map (`balance`): read-locked on EWMA routes, and on
+//!   other routes only while some endpoint has a failure no answer has cleared yet
+//!   (two atomic counters say so, so a healthy round-robin or hash route takes no lock);
+//!   write-locked the first time an endpoint fails or is tracked;
+//! - the ClientIP table (`balance`): one of 16 shards locked per request, only for
+//!   Services with `sessionAffinity: ClientIP`;
+//! - the rate-limit counters (`limits`): one shard locked per request, only on routes
+//!   with `limit-*`.
 
 pub mod accesslog;
 pub mod auth;

@@ -16,6 +16,13 @@
 //! and `LOCAL` (v2) / `UNKNOWN` (v1) headers keep the TCP peer. The address is believed
 //! only from peers in `proxy-real-ip-cidr` (see `headers::resolve_client`), as nginx's
 //! `real_ip_header proxy_protocol` with `set_real_ip_from` does.
+//!
+//! Hand-written rather than with the `ppp` crate: `ppp` parses a header already in a
+//! buffer, while the work here is reading one from a socket without reading past it
+//! (8 bytes to tell the versions apart, then v1 byte by byte up to its 107-byte limit,
+//! or v2's 16-byte head and its declared length), so `ppp` would replace only the
+//! address decoding, some 40 lines that `fuzz/` checks against a header built from the
+//! input. TLVs are skipped (sluice uses none).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -43,47 +50,85 @@ pub struct ProxiedPeer {
     pub source: SocketAddr,
 }
 
+/// Why a connection's PROXY header was refused (the connection is then closed; the
+/// text goes to a debug log).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client went away or the socket failed mid-header.
+    #[error("reading the PROXY header: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no PROXY header within {} s", HEADER_TIMEOUT.as_secs())]
+    Timeout,
+    /// Neither signature: the peer is not speaking the PROXY protocol.
+    #[error("the connection did not start with a PROXY protocol header")]
+    NotProxy,
+    #[error("PROXY v1 header longer than 107 bytes")]
+    V1TooLong,
+    #[error("PROXY v1 header is not text")]
+    V1NotText,
+    #[error("PROXY v1 source {0:?} is not an address")]
+    V1Address(Box<str>),
+    /// A `TCP4` line with an IPv6 source, or the reverse.
+    #[error("PROXY v1 source {ip} is not {proto}")]
+    V1Family { ip: IpAddr, proto: &'static str },
+    #[error("PROXY v1 source port {0:?} is not a port")]
+    V1Port(Box<str>),
+    #[error("malformed PROXY v1 header {0:?}")]
+    V1Malformed(Box<str>),
+    #[error("bad PROXY v2 signature")]
+    V2Signature,
+    #[error("PROXY v2 header with version {0}")]
+    V2Version(u8),
+    #[error("PROXY v2 header with command {0}")]
+    V2Command(u8),
+    #[error("PROXY v2 address block too short")]
+    V2AddressTooShort,
+    /// Building the connection's digest failed (Pingora's own error).
+    #[error("{0}")]
+    Digest(Box<pingora::Error>),
+}
+
+/// `Result` with this module's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Reads one PROXY header (v1 or v2) and nothing after it. `Ok(None)`: a valid header
 /// without an address (v1 `UNKNOWN`, v2 `LOCAL` or a non-IP family).
-pub async fn read_header<S: AsyncRead + Unpin + ?Sized>(
-    s: &mut S,
-) -> Result<Option<SocketAddr>, String> {
-    let io = |e: std::io::Error| format!("reading the PROXY header: {e}");
+pub async fn read_header<S: AsyncRead + Unpin + ?Sized>(s: &mut S) -> Result<Option<SocketAddr>> {
     // Both versions are at least 15 bytes long: the first 8 tell them apart.
     let mut start = [0u8; 8];
-    s.read_exact(&mut start).await.map_err(io)?;
+    s.read_exact(&mut start).await?;
     if start.starts_with(b"PROXY ") {
         let mut line = start.to_vec();
         // v1: at most 107 bytes including CRLF.
         while !line.ends_with(b"\r\n") {
             if line.len() >= 107 {
-                return Err("PROXY v1 header longer than 107 bytes".into());
+                return Err(Error::V1TooLong);
             }
             let mut b = [0u8; 1];
-            s.read_exact(&mut b).await.map_err(io)?;
+            s.read_exact(&mut b).await?;
             line.push(b[0]);
         }
         return parse_v1(&line[..line.len() - 2]);
     }
     if start != V2_SIGNATURE[..8] {
-        return Err("the connection did not start with a PROXY protocol header".into());
+        return Err(Error::NotProxy);
     }
     let mut rest = [0u8; 8];
-    s.read_exact(&mut rest).await.map_err(io)?;
+    s.read_exact(&mut rest).await?;
     if rest[..4] != V2_SIGNATURE[8..] {
-        return Err("bad PROXY v2 signature".into());
+        return Err(Error::V2Signature);
     }
     let (ver_cmd, family) = (rest[4], rest[5]);
     let len = u16::from_be_bytes([rest[6], rest[7]]) as usize;
     if ver_cmd >> 4 != 2 {
-        return Err(format!("PROXY v2 header with version {}", ver_cmd >> 4));
+        return Err(Error::V2Version(ver_cmd >> 4));
     }
     let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.map_err(io)?;
+    s.read_exact(&mut body).await?;
     match ver_cmd & 0x0f {
         0 => return Ok(None), // LOCAL: the proxy's own connection (health checks)
         1 => {}
-        c => return Err(format!("PROXY v2 header with command {c}")),
+        c => return Err(Error::V2Command(c)),
     }
     match family >> 4 {
         1 if body.len() >= 12 => {
@@ -97,43 +142,44 @@ pub async fn read_header<S: AsyncRead + Unpin + ?Sized>(
             let port = u16::from_be_bytes([body[32], body[33]]);
             Ok(Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), port)))
         }
-        1 | 2 => Err("PROXY v2 address block too short".into()),
+        1 | 2 => Err(Error::V2AddressTooShort),
         _ => Ok(None), // UNSPEC or a unix socket: no IP address to use
     }
 }
 
 /// `PROXY TCP4 src dst sport dport` / `PROXY TCP6 ...` / `PROXY UNKNOWN ...`.
-fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "PROXY v1 header is not text")?;
+fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>> {
+    let text = std::str::from_utf8(line).map_err(|_| Error::V1NotText)?;
     let fields: Vec<&str> = text.split(' ').collect();
     match fields.get(1).copied() {
         Some("UNKNOWN") => Ok(None),
         Some(proto @ ("TCP4" | "TCP6")) if fields.len() == 6 => {
             let ip: IpAddr = fields[2]
                 .parse()
-                .map_err(|_| format!("PROXY v1 source {:?} is not an address", fields[2]))?;
+                .map_err(|_| Error::V1Address(fields[2].into()))?;
             if ip.is_ipv4() != (proto == "TCP4") {
-                return Err(format!("PROXY v1 source {ip} is not {proto}"));
+                let proto = if proto == "TCP4" { "TCP4" } else { "TCP6" };
+                return Err(Error::V1Family { ip, proto });
             }
             let port: u16 = fields[4]
                 .parse()
-                .map_err(|_| format!("PROXY v1 source port {:?} is not a port", fields[4]))?;
+                .map_err(|_| Error::V1Port(fields[4].into()))?;
             Ok(Some(SocketAddr::new(ip, port)))
         }
-        _ => Err(format!("malformed PROXY v1 header {text:?}")),
+        _ => Err(Error::V1Malformed(text.into())),
     }
 }
 
 /// Reads the header from `stream` (within [`HEADER_TIMEOUT`]) and attaches its address.
-pub(crate) async fn accept_header<S>(stream: &mut S) -> Result<(), String>
+pub(crate) async fn accept_header<S>(stream: &mut S) -> Result<()>
 where
     S: AsyncRead + GetProxyDigest + Unpin + ?Sized,
 {
     let source = tokio::time::timeout(HEADER_TIMEOUT, read_header(stream))
         .await
-        .map_err(|_| "no PROXY header within 10 s".to_string())??;
+        .map_err(|_| Error::Timeout)??;
     if let Some(source) = source {
-        let placeholder = ResponseHeader::build(200, Some(0)).map_err(|e| e.to_string())?;
+        let placeholder = ResponseHeader::build(200, Some(0)).map_err(Error::Digest)?;
         stream.set_proxy_digest(ProxyDigest::new(
             Box::new(placeholder),
             Some(Box::new(ProxiedPeer { source })),
@@ -200,7 +246,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
 mod tests {
     use super::*;
 
-    async fn parse(bytes: &[u8]) -> (Result<Option<SocketAddr>, String>, Vec<u8>) {
+    async fn parse(bytes: &[u8]) -> (Result<Option<SocketAddr>>, Vec<u8>) {
         let mut cursor = std::io::Cursor::new(bytes.to_vec());
         let r = read_header(&mut cursor).await;
         let pos = cursor.position() as usize;

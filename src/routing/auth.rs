@@ -131,23 +131,54 @@ pub const MAX_BCRYPT_COST: u32 = 17;
 /// Highest SHA-crypt `rounds=` accepted (the default is 5,000).
 pub const MAX_SHA_CRYPT_ROUNDS: u64 = 1_000_000;
 
+/// Why an htpasswd entry's hash was refused. The text names the format and what is
+/// wrong with it, never the hash itself (it ends up in a warning and an Event).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// `{SHA}` or `{SSHA}` followed by something that is not base64.
+    #[error("{0} hash is not base64")]
+    NotBase64(&'static str),
+    #[error("{{SHA}} hash is not 20 bytes (SHA-1)")]
+    Sha1Length,
+    #[error("{{SSHA}} hash has no salt after its 20-byte digest")]
+    SshaWithoutSalt,
+    #[error("MD5 hash has no $ after its salt")]
+    Md5WithoutSalt,
+    /// The format was recognised by its prefix, but the rest is not that format.
+    #[error("malformed {} hash", .0.name())]
+    Malformed(HashKind),
+    #[error("malformed bcrypt hash (no cost)")]
+    BcryptWithoutCost,
+    #[error("bcrypt cost {0} is outside 4..={MAX_BCRYPT_COST}")]
+    BcryptCost(u32),
+    #[error("malformed SHA-crypt rounds")]
+    ShaCryptRounds,
+    #[error("SHA-crypt rounds {0} is above {MAX_SHA_CRYPT_ROUNDS}")]
+    ShaCryptTooManyRounds(u64),
+    #[error("SHA-crypt hash has no $ after its salt")]
+    ShaCryptWithoutSalt,
+    #[error("not a supported hash format (bcrypt, apr1, MD5-crypt, SHA-256/512-crypt, {{SHA}}, {{SSHA}}, {{PLAIN}} or DES crypt)")]
+    Unsupported,
+}
+
+/// `Result` with this module's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 impl PasswordHash {
     /// Recognises an htpasswd hash. The error says what is wrong, never the hash.
-    pub fn parse(s: &str) -> Result<PasswordHash, String> {
+    pub fn parse(s: &str) -> Result<PasswordHash> {
         if let Some(p) = s.strip_prefix("{PLAIN}") {
             return Ok(PasswordHash::Plain(p.as_bytes().into()));
         }
         if let Some(b) = s.strip_prefix("{SHA}") {
-            let d = decode_base64(b).ok_or("{SHA} hash is not base64")?;
-            let digest: [u8; 20] = d
-                .try_into()
-                .map_err(|_| "{SHA} hash is not 20 bytes (SHA-1)")?;
+            let d = decode_base64(b).ok_or(Error::NotBase64("{SHA}"))?;
+            let digest: [u8; 20] = d.try_into().map_err(|_| Error::Sha1Length)?;
             return Ok(PasswordHash::Sha1(digest));
         }
         if let Some(b) = s.strip_prefix("{SSHA}") {
-            let d = decode_base64(b).ok_or("{SSHA} hash is not base64")?;
+            let d = decode_base64(b).ok_or(Error::NotBase64("{SSHA}"))?;
             if d.len() <= 20 {
-                return Err("{SSHA} hash has no salt after its 20-byte digest".into());
+                return Err(Error::SshaWithoutSalt);
             }
             let mut digest = [0; 20];
             digest.copy_from_slice(&d[..20]);
@@ -158,11 +189,9 @@ impl PasswordHash {
         }
         for (magic, kind) in [("$apr1$", HashKind::Apr1), ("$1$", HashKind::Md5Crypt)] {
             if let Some(rest) = s.strip_prefix(magic) {
-                let (salt, hash) = rest
-                    .split_once('$')
-                    .ok_or("MD5 hash has no $ after its salt")?;
+                let (salt, hash) = rest.split_once('$').ok_or(Error::Md5WithoutSalt)?;
                 if salt.len() > 8 || !is_crypt64(salt) || hash.len() != 22 || !is_crypt64(hash) {
-                    return Err(format!("malformed {} hash", kind.name()));
+                    return Err(Error::Malformed(kind));
                 }
                 return Ok(PasswordHash::Md5 {
                     kind,
@@ -175,14 +204,12 @@ impl PasswordHash {
             let cost: u32 = s
                 .get(4..6)
                 .and_then(|c| c.parse().ok())
-                .ok_or("malformed bcrypt hash (no cost)")?;
+                .ok_or(Error::BcryptWithoutCost)?;
             if s.len() != 60 || s.as_bytes()[6] != b'$' || !is_crypt64(&s[7..]) {
-                return Err("malformed bcrypt hash".into());
+                return Err(Error::Malformed(HashKind::Bcrypt));
             }
             if !(4..=MAX_BCRYPT_COST).contains(&cost) {
-                return Err(format!(
-                    "bcrypt cost {cost} is outside 4..={MAX_BCRYPT_COST}"
-                ));
+                return Err(Error::BcryptCost(cost));
             }
             return Ok(PasswordHash::Crypt {
                 kind: HashKind::Bcrypt,
@@ -195,20 +222,16 @@ impl PasswordHash {
         ] {
             if let Some(mut rest) = s.strip_prefix(magic) {
                 if let Some(r) = rest.strip_prefix("rounds=") {
-                    let (n, tail) = r.split_once('$').ok_or("malformed SHA-crypt rounds")?;
-                    let n: u64 = n.parse().map_err(|_| "malformed SHA-crypt rounds")?;
+                    let (n, tail) = r.split_once('$').ok_or(Error::ShaCryptRounds)?;
+                    let n: u64 = n.parse().map_err(|_| Error::ShaCryptRounds)?;
                     if n > MAX_SHA_CRYPT_ROUNDS {
-                        return Err(format!(
-                            "SHA-crypt rounds {n} is above {MAX_SHA_CRYPT_ROUNDS}"
-                        ));
+                        return Err(Error::ShaCryptTooManyRounds(n));
                     }
                     rest = tail;
                 }
-                let (salt, hash) = rest
-                    .rsplit_once('$')
-                    .ok_or("SHA-crypt hash has no $ after its salt")?;
+                let (salt, hash) = rest.rsplit_once('$').ok_or(Error::ShaCryptWithoutSalt)?;
                 if salt.len() > 16 || salt.contains('$') || hash.len() != len || !is_crypt64(hash) {
-                    return Err(format!("malformed {} hash", kind.name()));
+                    return Err(Error::Malformed(kind));
                 }
                 return Ok(PasswordHash::Crypt {
                     kind,
@@ -222,7 +245,7 @@ impl PasswordHash {
                 full: s.into(),
             });
         }
-        Err("not a supported hash format (bcrypt, apr1, MD5-crypt, SHA-256/512-crypt, {SHA}, {SSHA}, {PLAIN} or DES crypt)".into())
+        Err(Error::Unsupported)
     }
 
     pub fn kind(&self) -> HashKind {
@@ -283,9 +306,11 @@ fn sha1(parts: &[&[u8]]) -> [u8; 20] {
     out
 }
 
-/// Constant-time equality for equal lengths (a length mismatch returns at once).
+/// Constant-time equality for equal lengths (a length mismatch returns at once, as
+/// `subtle`'s does; lengths are those of hashes, or of a `{PLAIN}` password).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(a.ct_eq(b))
 }
 
 /// The MD5-crypt family (Poul-Henning Kamp's `$1$`, Apache's `$apr1$`: only the magic
@@ -443,7 +468,7 @@ mod tests {
         // Never the hash in an error.
         let e = PasswordHash::parse("$2y$05$bvIG6Nmid91Mu9RcmmWZfO5HJIMCT8riNW0hEp8f6/FuA2/mHZFp")
             .unwrap_err();
-        assert!(!e.contains("bvIG6"), "{e}");
+        assert!(!e.to_string().contains("bvIG6"), "{e}");
     }
 
     #[test]

@@ -8,11 +8,38 @@
 //! resets it. The ring is Ketama-style: 160 points per endpoint on a 64-bit circle,
 //! hashed from the endpoint address, so adding or removing one of n endpoints moves
 //! only about 1/n of the keys, and every sluice replica maps a key the same way.
+//!
+//! Why not `pingora-ketama` (in the lock file through Pingora's `lb`): neither ring
+//! gives ingress-nginx's mapping (its `upstream-hash-by` is lua-resty-balancer's
+//! `chash`, not nginx's Ketama, which pingora-ketama reproduces), so nothing is gained
+//! in compatibility, and switching would move keys. What this ring must keep is its own
+//! mapping: `balanced` affinity cookies are tokens placed on it, so a different ring
+//! would re-pin every client at the upgrade, and during a rolling upgrade old and new
+//! replicas would send one key to different endpoints. It also needs the walk past
+//! endpoints that are down or already failed for the request (`pick`'s `usable`),
+//! on 64-bit keys, where pingora-ketama hashes with 32-bit CRC.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::template::{Dialect, Template, TemplateError};
+use super::template::{self, Dialect, Template};
+
+/// Why an `upstream-hash-by` expression was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A variable the hash-key dialect does not have.
+    #[error("${0} is not supported (use $request_uri, $uri, $host, $remote_addr, $http_*, $cookie_*, $arg_*)")]
+    Unsupported(Box<str>),
+    /// A lone `$` or an unclosed `${`.
+    #[error(transparent)]
+    Template(template::Error),
+    /// Text without a variable: every request would land on one endpoint.
+    #[error("{0:?} has no variable, so every request would hash alike")]
+    Constant(Box<str>),
+}
+
+/// `Result` with this module's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `load-balance` / `upstream-hash-by`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,17 +64,13 @@ pub struct HashKey {
 impl HashKey {
     /// Parses an nginx expression: `$name` or `${name}` variables among literal text.
     /// Unknown variables are an error (nginx would fail its config test).
-    pub fn parse(expr: &str) -> Result<HashKey, String> {
+    pub fn parse(expr: &str) -> Result<HashKey> {
         let template = Template::parse_in(expr, Dialect::HashKey).map_err(|e| match e {
-            TemplateError::Unknown(name) => format!(
-                "${name} is not supported (use $request_uri, $uri, $host, $remote_addr, $http_*, $cookie_*, $arg_*)"
-            ),
-            e => e.to_string(),
+            template::Error::Unknown(name) => Error::Unsupported(name),
+            e => Error::Template(e),
         })?;
         if !template.has_variables() {
-            return Err(format!(
-                "{expr:?} has no variable, so every request would hash alike"
-            ));
+            return Err(Error::Constant(expr.into()));
         }
         Ok(HashKey { template })
     }

@@ -61,7 +61,7 @@ pub enum InsertError {
     /// The same path and kind is already taken (the older Ingress keeps it).
     Conflict,
     /// Regex mode: the path does not compile as a regex.
-    BadRegex(String),
+    BadRegex(super::policy::Error),
 }
 
 impl<T> PathMatcher<T> {

@@ -31,5 +31,6 @@ pub use table::{
     UpstreamProtocol, UpstreamTls,
 };
 pub use template::{
-    Dialect, HeaderTemplate, LogEscape, LogFormat, RequestVars, Template, TemplateError, Var,
+    Dialect, Error as TemplateError, HeaderTemplate, LogEscape, LogFormat, RequestVars, Template,
+    Var,
 };

@@ -17,6 +17,23 @@ use regex::Regex;
 use super::auth::{BasicAuth, ExternalAuth};
 use super::table::Backend;
 
+/// Why an address list or a regex path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An entry of an address list that is neither an address nor a CIDR.
+    #[error("{0:?} is not an IP address or CIDR")]
+    NotAnAddress(Box<str>),
+    /// An address list without an entry.
+    #[error("the list is empty")]
+    EmptyList,
+    /// A path that does not compile as a regex; the detail is the regex crate's.
+    #[error("not a valid regex ({0})")]
+    BadRegex(Box<str>),
+}
+
+/// `Result` with this module's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Request handling set by one Ingress's annotations. `Default` is ingress-nginx's
 /// behaviour with no annotation.
 #[derive(Debug, Default)]
@@ -107,20 +124,20 @@ pub struct CidrSet {
 
 impl CidrSet {
     /// Parses nginx's comma-separated list of addresses and CIDRs.
-    pub fn parse(list: &str) -> Result<CidrSet, String> {
+    pub fn parse(list: &str) -> Result<CidrSet> {
         let mut nets = Vec::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let net = match item.parse::<IpNet>() {
                 Ok(n) => n.trunc(),
                 Err(_) => match item.parse::<IpAddr>() {
                     Ok(ip) => IpNet::from(ip),
-                    Err(_) => return Err(format!("{item:?} is not an IP address or CIDR")),
+                    Err(_) => return Err(Error::NotAnAddress(item.into())),
                 },
             };
             nets.push(net);
         }
         if nets.is_empty() {
-            return Err("the list is empty".into());
+            return Err(Error::EmptyList);
         }
         Ok(CidrSet { nets })
     }
@@ -217,7 +234,7 @@ impl Rewrite {
 
 /// Compiles an Ingress path the way ingress-nginx's regex locations read it:
 /// case-insensitive, anchored at the start.
-pub fn path_regex(path: &str) -> Result<Regex, String> {
+pub fn path_regex(path: &str) -> Result<Regex> {
     regex::RegexBuilder::new(&format!("^(?:{path})"))
         .case_insensitive(true)
         .size_limit(1 << 20)
@@ -230,10 +247,7 @@ pub fn path_regex(path: &str) -> Result<Regex, String> {
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
-            format!(
-                "not a valid regex ({})",
-                last.trim().trim_start_matches("error: ")
-            )
+            Error::BadRegex(last.trim().trim_start_matches("error: ").into())
         })
 }
 

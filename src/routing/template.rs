@@ -274,16 +274,29 @@ impl std::fmt::Display for Var {
     }
 }
 
-/// Why a URL or hash-key template was refused.
+/// Why a URL or hash-key template, or a header of `proxy-set-headers` / `add-headers`,
+/// was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
+pub enum Error {
     #[error("unterminated ${{ in {0:?}")]
     Unterminated(Box<str>),
     #[error("a $ without a variable name in {0:?}")]
     LoneDollar(Box<str>),
     #[error("unknown variable ${0}")]
     Unknown(Box<str>),
+    /// A header name that is not an HTTP token (as written).
+    #[error("{0:?} is not a valid header name")]
+    HeaderName(Box<str>),
+    /// A header value with a control character other than tab.
+    #[error("the value of {0} contains control characters")]
+    ControlCharacters(http::HeaderName),
+    /// A plain-text header value `http` refuses.
+    #[error("the value of {0} is not a valid header value")]
+    HeaderValue(http::HeaderName),
 }
+
+/// `Result` with this module's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,11 +349,11 @@ impl Template {
 
     /// Parses a template of a dialect that refuses what nginx would not load
     /// ([`Dialect::Url`], [`Dialect::HashKey`]).
-    pub fn parse_in(source: &str, dialect: Dialect) -> Result<Template, TemplateError> {
+    pub fn parse_in(source: &str, dialect: Dialect) -> Result<Template> {
         Self::build(source, dialect)
     }
 
-    fn build(source: &str, dialect: Dialect) -> Result<Template, TemplateError> {
+    fn build(source: &str, dialect: Dialect) -> Result<Template> {
         let lenient = dialect == Dialect::Log;
         let mut parts = Vec::new();
         let mut literal = String::new();
@@ -352,15 +365,15 @@ impl Template {
                 Reference::Name(name, next) => match dialect.variable(name) {
                     Some(v) => (v, next),
                     None if lenient => (Var::Unknown(name.into()), next),
-                    None => return Err(TemplateError::Unknown(name.into())),
+                    None => return Err(Error::Unknown(name.into())),
                 },
                 _ if lenient => {
                     literal.push('$');
                     i = at + 1;
                     continue;
                 }
-                Reference::Unterminated => return Err(TemplateError::Unterminated(source.into())),
-                Reference::Lone => return Err(TemplateError::LoneDollar(source.into())),
+                Reference::Unterminated => return Err(Error::Unterminated(source.into())),
+                Reference::Lone => return Err(Error::LoneDollar(source.into())),
             };
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal).into()));
@@ -521,15 +534,14 @@ pub fn arg<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 /// Percent-encodes everything but `A-Za-z0-9-._~` (set-misc's `set_escape_uri`, which
 /// ingress-nginx uses for `$escaped_request_uri`).
 pub fn escape_uri_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    /// Every byte but the unreserved ones; non-ASCII bytes are always encoded.
+    const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 /// One header of `proxy-set-headers` (requests to backends) or `add-headers`
@@ -545,18 +557,17 @@ pub struct HeaderTemplate {
 
 impl HeaderTemplate {
     /// Validates the name and (for plain text) the value.
-    pub fn parse(name: &str, value: &str) -> Result<HeaderTemplate, String> {
+    pub fn parse(name: &str, value: &str) -> Result<HeaderTemplate> {
         let name = http::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("{name:?} is not a valid header name"))?;
+            .map_err(|_| Error::HeaderName(name.into()))?;
         let value = value.trim();
         if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-            return Err(format!("the value of {name} contains control characters"));
+            return Err(Error::ControlCharacters(name));
         }
         let template = Template::parse(value);
         let literal = match template.as_literal() {
             Some(text) => Some(
-                http::HeaderValue::from_str(text)
-                    .map_err(|_| format!("the value of {name} is not a valid header value"))?,
+                http::HeaderValue::from_str(text).map_err(|_| Error::HeaderValue(name.clone()))?,
             ),
             None => None,
         };
@@ -641,26 +652,17 @@ mod tests {
     fn strict_dialects_refuse_what_nginx_would_not_load() {
         let url = |s: &str| Template::parse_in(s, Dialect::Url);
         let key = |s: &str| Template::parse_in(s, Dialect::HashKey);
-        assert_eq!(
-            url("http://x/$nope"),
-            Err(TemplateError::Unknown("nope".into()))
-        );
+        assert_eq!(url("http://x/$nope"), Err(Error::Unknown("nope".into())));
         assert!(matches!(
             url("http://x/${host"),
-            Err(TemplateError::Unterminated(_))
+            Err(Error::Unterminated(_))
         ));
         assert!(matches!(
             url("http://x/${a-b}"),
-            Err(TemplateError::Unterminated(_))
+            Err(Error::Unterminated(_))
         ));
-        assert!(matches!(
-            url("http://x/$"),
-            Err(TemplateError::LoneDollar(_))
-        ));
-        assert!(matches!(
-            url("http://x/${}"),
-            Err(TemplateError::LoneDollar(_))
-        ));
+        assert!(matches!(url("http://x/$"), Err(Error::LoneDollar(_))));
+        assert!(matches!(url("http://x/${}"), Err(Error::LoneDollar(_))));
         assert!(url("$status").is_err(), "a log variable");
         assert!(key("$scheme").is_err(), "a URL variable");
         assert!(key("$binary_remote_addr").is_ok());
@@ -776,6 +778,14 @@ mod tests {
         assert_eq!(
             t.expand(&v),
             "https://app.example/auth?u=/p/a%20th?x=1&y=2&e=%2Fp%2Fa%2520th%3Fx%3D1%26y%3D2&bob-2-xyz-https"
+        );
+    }
+
+    #[test]
+    fn escaped_request_uri_encodes_all_but_unreserved() {
+        assert_eq!(
+            escape_uri_component("/a b/\u{fc}?x=1&y=~._-Z9"),
+            "%2Fa%20b%2F%C3%BC%3Fx%3D1%26y%3D~._-Z9"
         );
     }
 }

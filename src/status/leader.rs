@@ -3,6 +3,12 @@
 //! take the Lease once it has not been renewed for `leaseDurationSeconds`. Every write
 //! carries the Lease's resourceVersion, so two replicas can never both win a round.
 //! Only the leader writes Ingress status and Events.
+//!
+//! Written here because kube-rs has no leader election (`kube-runtime` 5 offers none),
+//! and the crates that add one (`kube-leader-election`, `kube-lease-manager`) are
+//! small third-party wrappers of the same get/replace loop, each pinned to kube
+//! versions of its own: this one is some 100 lines on kube's `Api<Lease>`, with
+//! client-go's timing.
 
 use std::time::Duration;
 

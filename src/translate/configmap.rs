@@ -166,7 +166,7 @@ pub fn globals(
     tls_sessions(&mut g, data, &mut invalid);
     // HTTP/2 limits (hardening, issue 11).
     http2_limits(&mut g, data, &mut invalid);
-    use super::annotations::policy::{parse_on_off, parse_size};
+    use super::values::{parse_on_off, parse_size};
     if let Some(raw) = data.get("proxy-request-buffering") {
         match parse_on_off(raw) {
             Some(b) => g.request_buffering = b,
@@ -289,7 +289,7 @@ fn http2_limits(
     data: &BTreeMap<String, String>,
     invalid: &mut dyn FnMut(&str, &str, String),
 ) {
-    use super::annotations::policy::parse_size;
+    use super::values::parse_size;
     let set = |key: &str| data.get(key).filter(|v| !v.trim().is_empty());
     if let Some(raw) = set("http2-max-concurrent-streams") {
         match raw.trim().parse::<u32>() {

@@ -1,5 +1,6 @@
 //! Value syntaxes that annotations and ConfigMap keys share: ingress-nginx booleans,
-//! whole seconds, nginx time values, `load-balance` and `proxy-next-upstream` lists.
+//! nginx `on`/`off` and sizes, whole seconds, nginx time values, `load-balance` and
+//! `proxy-next-upstream` lists.
 //!
 //! A leaf of translation: it reads no object and imports nothing of translate, so the
 //! annotation parsers and the ConfigMap reader can both use it without depending on
@@ -17,6 +18,27 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
         "false" => Some(false),
         _ => None,
     }
+}
+
+/// nginx's `on`/`off`.
+pub fn parse_on_off(v: &str) -> Option<bool> {
+    match v.trim() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// nginx sizes: bytes, or a number with k/K, m/M, g/G.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mult) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 1024),
+        'm' | 'M' => (&v[..v.len() - 1], 1024 * 1024),
+        'g' | 'G' => (&v[..v.len() - 1], 1024 * 1024 * 1024),
+        _ => (v, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// ingress-nginx timeouts are whole seconds; a trailing `s` is tolerated.
@@ -117,4 +139,20 @@ pub fn parse_timeout(v: &str) -> Option<Option<Duration>> {
     let v = v.trim();
     let n: u64 = v.strip_suffix('s').unwrap_or(v).parse().ok()?;
     Some((n > 0).then(|| Duration::from_secs(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1m"), Some(1 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("8M"), Some(8 << 20));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("1.5m"), None);
+        assert_eq!(parse_size("big"), None);
+    }
 }

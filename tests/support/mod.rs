@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod helm;
+pub mod objects;
 pub mod pods;
 pub mod raw;
 pub mod tls;
@@ -342,17 +343,12 @@ pub fn ingress(
     host: Option<&str>,
     paths: &[(&str, &str, &str)],
 ) -> String {
-    let mut s = format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default, creationTimestamp: \"{created}\"}}\nspec:\n  ingressClassName: nginx\n  rules:\n  - "
-    );
-    if let Some(h) = host {
-        s.push_str(&format!("host: \"{h}\"\n    "));
+    objects::MkIngress {
+        name,
+        host,
+        paths,
+        created: Some(created),
+        ..objects::MkIngress::default()
     }
-    s.push_str("http:\n      paths:\n");
-    for (kind, path, svc) in paths {
-        s.push_str(&format!(
-            "      - {{path: \"{path}\", pathType: {kind}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
-        ));
-    }
-    s
+    .yaml()
 }

@@ -393,22 +393,16 @@ pub fn tls_ingress(
     annotations: &[(&str, &str)],
 ) -> String {
     let paths: Vec<(&str, &str, &str)> = paths.iter().map(|(p, s)| ("Prefix", *p, *s)).collect();
-    let mut m = super::ingress(name, "2026-01-01T00:00:00Z", Some(host), &paths);
-    if !annotations.is_empty() {
-        let a: Vec<String> = annotations
-            .iter()
-            .map(|(k, v)| format!("\"{k}\": \"{v}\""))
-            .collect();
-        m = m.replacen(
-            "namespace: default,",
-            &format!("namespace: default, annotations: {{{}}},", a.join(", ")),
-            1,
-        );
+    super::objects::MkIngress {
+        name,
+        host: Some(host),
+        paths: &paths,
+        annotations,
+        created: Some("2026-01-01T00:00:00Z"),
+        tls_secret,
+        ..super::objects::MkIngress::default()
     }
-    if let Some(secret) = tls_secret {
-        m += &format!("  tls:\n  - {{hosts: [\"{host}\"], secretName: {secret}}}\n");
-    }
-    m
+    .yaml()
 }
 
 pub fn base64(input: &[u8]) -> String {

@@ -262,20 +262,31 @@ impl ResolvesServerCert for CertResolver {
 /// ingress-nginx's default certificate: self-signed, generated at start.
 pub const FAKE_CERT_CN: &str = "Kubernetes Ingress Controller Fake Certificate";
 
+/// Why the fallback certificate could not be made (at start; sluice then exits).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{0}")]
+    Key(#[from] rustls::Error),
+}
+
+/// `Result` with this module's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Generates the fallback certificate (ECDSA P-256, CN [`FAKE_CERT_CN`], SAN `ingress.local`).
-pub fn fake_certificate() -> Result<Arc<CertifiedKey>, String> {
-    let mut params = rcgen::CertificateParams::new(vec!["ingress.local".to_string()])
-        .map_err(|e| e.to_string())?;
+pub fn fake_certificate() -> Result<Arc<CertifiedKey>> {
+    let mut params = rcgen::CertificateParams::new(vec!["ingress.local".to_string()])?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, FAKE_CERT_CN);
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "Acme Co");
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let signer = signing_key(&der).map_err(|e| e.to_string())?;
+    let signer = signing_key(&der)?;
     Ok(Arc::new(CertifiedKey::new(
         vec![CertificateDer::from(cert.der().to_vec())],
         signer,

@@ -425,20 +425,13 @@ pub fn nearest_key(key: &str) -> Option<&'static str> {
         .map(|(_, k)| k)
 }
 
-/// Levenshtein distance over bytes (keys are ASCII).
+/// Levenshtein distance over bytes (strsim's), as annotation keys are ASCII; a
+/// non-ASCII letter in a hand-written key counts as its UTF-8 bytes.
 pub fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let subst = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
+    // `generic_levenshtein` takes its inputs by reference to something iterable, which
+    // a `&[u8]` is not behind one more reference: hence the copies (short keys, and
+    // only for keys sluice does not know).
+    strsim::generic_levenshtein(&a.as_bytes().to_vec(), &b.as_bytes().to_vec())
 }
 
 #[cfg(test)]
@@ -496,5 +489,7 @@ mod tests {
         assert_eq!(nearest_key("completely-made-up"), None);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        // Over bytes: the two bytes of a non-ASCII letter are two edits.
+        assert_eq!(edit_distance("c\u{f6}rs", "cors"), 2);
     }
 }

@@ -22,7 +22,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use super::super::error::{Error, Result};
 use super::super::object::namespace_of;
 use super::super::object::raw_annotation;
-use super::super::values::{parse_bool, parse_seconds};
+use super::super::values::{parse_bool, parse_on_off, parse_seconds, parse_size};
 use super::super::{ObjKind, Warning};
 use crate::routing::template::{Dialect, Template};
 use crate::routing::{CidrSet, Policy, Redirect};
@@ -227,27 +227,6 @@ pub fn parse(ing: &Ingress, warnings: &mut Vec<Warning>) -> (Policy, PathOptions
     (policy, paths)
 }
 
-/// nginx's `on`/`off`.
-pub fn parse_on_off(v: &str) -> Option<bool> {
-    match v.trim() {
-        "on" => Some(true),
-        "off" => Some(false),
-        _ => None,
-    }
-}
-
-/// nginx sizes: bytes, or a number with k/K, m/M, g/G.
-pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let (num, mult) = match v.chars().last()? {
-        'k' | 'K' => (&v[..v.len() - 1], 1024),
-        'm' | 'M' => (&v[..v.len() - 1], 1024 * 1024),
-        'g' | 'G' => (&v[..v.len() - 1], 1024 * 1024 * 1024),
-        _ => (v, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
-}
-
 /// Visible ASCII without spaces, quotes or control characters: safe in a URI and in a
 /// `Location` header.
 fn is_uri_text(v: &str) -> bool {
@@ -267,21 +246,5 @@ fn redirect_target(v: &str) -> Result<Box<str>> {
         Err(Error::InvalidValue(format!(
             "{v:?} is not an http(s) URL or an absolute path"
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1m"), Some(1 << 20));
-        assert_eq!(parse_size("512k"), Some(512 << 10));
-        assert_eq!(parse_size("8M"), Some(8 << 20));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("0"), Some(0));
-        assert_eq!(parse_size("1.5m"), None);
-        assert_eq!(parse_size("big"), None);
     }
 }
