@@ -7,18 +7,9 @@ mod support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+// An Ingress `name` for `host` with `paths` (pathType, path) → `svc`, and annotations.
+use support::objects::mk_ingress as ingress;
 use support::{client, Echo, Reply, Sluice, INGRESS_CLASS};
-
-/// An Ingress `name` for `host` with `paths` (pathType, path) → `svc`, and annotations.
-fn ingress(
-    name: &str,
-    host: &str,
-    paths: &[(&str, &str)],
-    svc: &str,
-    annotations: &[(&str, &str)],
-) -> String {
-    support::objects::mk_ingress(name, host, paths, svc, annotations)
-}
 
 fn uri_seen(r: &Reply) -> String {
     r.echoed()["uri"].as_str().unwrap().to_string()

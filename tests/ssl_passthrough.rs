@@ -14,12 +14,24 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use support::tls::{
-    common_name, curl_https, same_pem, served_cert, served_subject, start_tls, tls_ingress, Cert,
+    assert_serves, common_name, curl_https, served_cert, start_tls, tls_ingress, Cert,
     HeldConnection, FAKE_CN,
 };
 use support::{endpoint_manifests, Echo, Sluice, INGRESS_CLASS};
 
 const PASSTHROUGH: (&str, &str) = ("nginx.ingress.kubernetes.io/ssl-passthrough", "true");
+
+/// `argocd.example` (`/` to Service argocd) with `ssl-passthrough`, and `secret` in its
+/// `tls` section.
+fn argocd_ingress(secret: Option<&str>) -> String {
+    tls_ingress(
+        "argocd",
+        "argocd.example",
+        &[("/", "argocd")],
+        secret,
+        &[PASSTHROUGH],
+    )
+}
 
 /// A `sluice-echo --tls` backend serving `cert`.
 fn tls_echo(name: &str, cert: &Cert) -> Echo {
@@ -59,18 +71,6 @@ fn curl_json(
     serde_json::from_str(body.trim()).map_err(|e| format!("not JSON ({e}): {body}"))
 }
 
-fn assert_serves(s: &Sluice, addr: SocketAddr, sni: Option<&str>, want: &Cert) {
-    let got = served_cert(addr, sni);
-    assert_eq!(
-        got.as_deref().map(same_pem),
-        Some(same_pem(&want.cert_pem)),
-        "SNI {sni:?}: expected {}, served {}\n{}",
-        want.subject(),
-        served_subject(addr, sni),
-        s.logs()
-    );
-}
-
 fn assert_serves_fake(s: &Sluice, addr: SocketAddr, sni: Option<&str>) {
     let cn = served_cert(addr, sni).and_then(|pem| common_name(&pem));
     assert_eq!(
@@ -106,13 +106,7 @@ impl Setup {
 
     fn manifests(&self) -> String {
         let mut m = String::from(INGRESS_CLASS);
-        m += &tls_ingress(
-            "argocd",
-            "argocd.example",
-            &[("/", "argocd")],
-            Some("argocd-tls"),
-            &[PASSTHROUGH],
-        );
+        m += &argocd_ingress(Some("argocd-tls"));
         m += &tls_ingress(
             "shop",
             "shop.example",
@@ -176,13 +170,7 @@ fn without_the_flag_the_annotation_warns_and_sluice_terminates() {
     let sluice_cert = Cert::ecdsa("argocd at sluice", &["argocd.example"]);
     let plain = Echo::start("argo-plain");
     let mut m = String::from(INGRESS_CLASS);
-    m += &tls_ingress(
-        "argocd",
-        "argocd.example",
-        &[("/", "argocd")],
-        Some("argocd-tls"),
-        &[PASSTHROUGH],
-    );
+    m += &argocd_ingress(Some("argocd-tls"));
     m += &sluice_cert.secret("argocd-tls");
     m += &plain.manifests("argocd");
     let (s, https) = start_tls(&[("all.yaml", &m)], &[]);
@@ -206,13 +194,7 @@ fn without_the_flag_the_annotation_warns_and_sluice_terminates() {
 fn new_connections_are_balanced_and_follow_endpoint_changes() {
     let cert = Cert::ecdsa("argocd backend", &["argocd.example"]);
     let (a, b) = (tls_echo("a", &cert), tls_echo("b", &cert));
-    let ingress = tls_ingress(
-        "argocd",
-        "argocd.example",
-        &[("/", "argocd")],
-        None,
-        &[PASSTHROUGH],
-    );
+    let ingress = argocd_ingress(None);
     let with = |addrs: &[SocketAddr]| {
         // The two echoes listen on different ports: one EndpointSlice per port.
         let mut m = format!("{INGRESS_CLASS}{ingress}");

@@ -13,23 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::tls::{
-    curl_https, https_client, https_get, s_client, same_pem, secret, served_cert, served_subject,
-    start_tls, tls_ingress, wait_served, Cert, HeldConnection, FAKE_CN, HSTS,
+    assert_serves, curl_https, https_client, https_get, s_client, same_pem, secret, served_cert,
+    served_subject, start_tls, tls_ingress, wait_served, Cert, HeldConnection, FAKE_CN, HSTS,
 };
 use support::{client, Echo, Reply, Sluice, INGRESS_CLASS};
-
-/// Asserts that `addr` serves exactly `want` for SNI `sni`.
-fn assert_serves(s: &Sluice, addr: SocketAddr, sni: Option<&str>, want: &Cert) {
-    let got = served_cert(addr, sni);
-    assert_eq!(
-        got.as_deref().map(same_pem),
-        Some(same_pem(&want.cert_pem)),
-        "SNI {sni:?}: expected {}, served {}\n{}",
-        want.subject(),
-        served_subject(addr, sni),
-        s.logs()
-    );
-}
 
 /// Asserts that `addr` serves `default` (the generated fake certificate) for `sni`.
 fn assert_serves_default(s: &Sluice, addr: SocketAddr, sni: Option<&str>, default: &str) {

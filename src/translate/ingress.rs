@@ -105,7 +105,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         .copied()
         .filter(|i| !canary::is_canary(i))
         .collect();
-    let tls = super::tls::build(
+    let mut tls = super::tls::build(
         &primaries,
         &snapshot.secrets,
         config.default_ssl_certificate.as_ref(),
@@ -127,8 +127,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
     // plain HTTP to them too).
     let passthrough_hosts =
         passthrough::hosts(&primaries, config.enable_ssl_passthrough, &mut warnings);
-    let mut tls_hosts = tls.tls_hosts.clone();
-    tls_hosts.extend(passthrough_hosts.keys().cloned());
+    tls.tls_hosts.extend(passthrough_hosts.keys().cloned());
 
     mark_regex_hosts(&primaries, &mut table);
     let hosts_plan = hosts::HostPlan::build(&primaries, &tls.certs, &mut warnings);
@@ -180,7 +179,7 @@ pub(super) fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Translatio
         add_rules(
             ing,
             &settings,
-            &tls_hosts,
+            &tls.tls_hosts,
             &mut backends,
             &mut canary_plan,
             &hosts_plan,

@@ -678,3 +678,16 @@ impl Drop for HeldConnection {
         let _ = self.child.wait();
     }
 }
+
+/// Asserts that `addr` serves exactly `want` for SNI `sni`.
+pub fn assert_serves(s: &Sluice, addr: SocketAddr, sni: Option<&str>, want: &Cert) {
+    let got = served_cert(addr, sni);
+    assert_eq!(
+        got.as_deref().map(same_pem),
+        Some(same_pem(&want.cert_pem)),
+        "SNI {sni:?}: expected {}, served {}\n{}",
+        want.subject(),
+        served_subject(addr, sni),
+        s.logs()
+    );
+}

@@ -41,32 +41,38 @@ pub const MAX_TRIES: usize = 3;
 
 /// Connects to an endpoint of `backend`: round robin, the next one on failure.
 async fn connect(backend: &Backend, connect_timeout: Duration) -> Option<TcpStream> {
-    let attempt = |target: String| async move {
-        match tokio::time::timeout(connect_timeout, TcpStream::connect(target.as_str())).await {
-            Ok(Ok(s)) => Some(s),
-            Ok(Err(e)) => {
-                debug!(%target, error = %e, "passthrough connect failed");
-                None
-            }
-            Err(_) => {
-                debug!(%target, "passthrough connect timed out");
-                None
-            }
-        }
-    };
     match &backend.endpoints {
         Endpoints::Addrs(addrs) if !addrs.is_empty() => {
             let start = backend.next_cursor();
             for i in 0..addrs.len().min(MAX_TRIES) {
                 let addr = addrs[(start + i) % addrs.len()];
-                if let Some(s) = attempt(addr.to_string()).await {
+                if let Some(s) = dial(addr, connect_timeout).await {
                     return Some(s);
                 }
             }
             None
         }
-        Endpoints::External { host, port } => attempt(format!("{host}:{port}")).await,
+        Endpoints::External { host, port } => dial(format!("{host}:{port}"), connect_timeout).await,
         _ => None,
+    }
+}
+
+/// One connect, bounded by `connect_timeout`; a failure is logged at debug.
+async fn dial<T>(target: T, connect_timeout: Duration) -> Option<TcpStream>
+where
+    T: tokio::net::ToSocketAddrs + std::fmt::Display,
+{
+    let shown = target.to_string();
+    match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            debug!(target = %shown, error = %e, "passthrough connect failed");
+            None
+        }
+        Err(_) => {
+            debug!(target = %shown, "passthrough connect timed out");
+            None
+        }
     }
 }
 

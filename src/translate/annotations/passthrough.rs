@@ -48,12 +48,12 @@ pub fn hosts(primaries: &[&Ingress], enabled: bool, warnings: &mut Vec<Warning>)
         }
         for rule in ing.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
             match rule.host.as_deref() {
-                Some(h) if validate_host(h).is_ok() && !h.starts_with("*.") => {
+                // An invalid host is warned about by the rule itself.
+                Some(h) if validate_host(h).is_err() => {}
+                Some(h) if !h.starts_with("*.") => {
                     out.entry(h.to_ascii_lowercase())
                         .or_insert_with(|| (ns.to_string(), name.to_string()));
                 }
-                // An invalid host is warned about by the rule itself.
-                Some(h) if validate_host(h).is_err() => {}
                 other => warnings.push(Warning::new(
                     ObjKind::Ingress,
                     ns,
