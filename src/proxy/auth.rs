@@ -408,15 +408,17 @@ async fn check_external(
         }
     }
 
-    let resp = match subrequest::send(
-        ext.method.clone(),
-        target,
+    let request = subrequest::Request {
+        method: ext.method.clone(),
+        uri: target,
         headers,
-        facts.connect_timeout,
-        facts.read_timeout,
-    )
-    .await
-    {
+    };
+    let limits = subrequest::Limits {
+        connect: facts.connect_timeout,
+        total: facts.read_timeout,
+        body: subrequest::BodyUse::Drain,
+    };
+    let resp = match subrequest::send(request, limits).await {
         Ok(r) => r,
         Err(e) => {
             warn!(url, error = %e, request_id = facts.request_id, "auth-url subrequest failed; answering 500");

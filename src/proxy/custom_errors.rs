@@ -5,7 +5,7 @@
 //! Design. Pingora streams the upstream response, so the decision is made on its header:
 //! - `response_filter` sees a listed status from a backend (HTTP/HTTPS backends only:
 //!   ingress-nginx does not intercept gRPC either) and fetches the page right there with
-//!   the pooled client of [`super::error_client`] before anything reaches the client. The
+//!   the pooled client of [`super::subrequest`] before anything reaches the client. The
 //!   response header is replaced (original status, the page's `Content-Type`, its
 //!   length) and [`body_filter`] drops the backend's body and writes the page at its end.
 //! - A listed response that has no body at all (`Content-Length: 0`) produces no body
@@ -40,11 +40,13 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorType};
 use tracing::debug;
 
-use super::error_client;
+use super::subrequest;
 use crate::routing::{Backend, Endpoints, Route, RoutingTable, UpstreamProtocol};
 
 /// Time allowed for the error backend to answer.
 pub const PAGE_DEADLINE: Duration = Duration::from_secs(10);
+/// Time allowed to open a connection to an error backend.
+pub const PAGE_CONNECT: Duration = Duration::from_secs(5);
 /// Largest error page accepted.
 pub const MAX_PAGE: usize = 1024 * 1024;
 /// The error that hands a bodiless intercepted response over to `fail_to_proxy`.
@@ -290,16 +292,24 @@ pub async fn fetch(backend: &Backend, code: u16, o: &Origin<'_>) -> Option<Error
     };
     let headers = request_headers(code, o);
     for addr in addrs {
-        match error_client::send(
-            addr,
-            method.clone(),
-            &target,
-            headers.clone(),
-            PAGE_DEADLINE,
-            MAX_PAGE,
-        )
-        .await
-        {
+        let uri = match format!("http://{addr}{target}").parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                debug!(error = %e, "error page request has no valid URI");
+                return None;
+            }
+        };
+        let request = subrequest::Request {
+            method: method.clone(),
+            uri,
+            headers: headers.clone(),
+        };
+        let limits = subrequest::Limits {
+            connect: PAGE_CONNECT,
+            total: PAGE_DEADLINE,
+            body: subrequest::BodyUse::Keep(MAX_PAGE),
+        };
+        match subrequest::send(request, limits).await {
             Ok(r) => {
                 return Some(ErrorPage {
                     status: r.status.as_u16(),

@@ -23,7 +23,6 @@ pub mod conncap;
 pub mod context;
 pub mod cors;
 pub mod custom_errors;
-pub mod error_client;
 pub mod errors;
 pub mod framing;
 pub mod h2limits;
