@@ -403,12 +403,8 @@ fn bad_input_never_takes_down_other_routes() {
         "good.yaml",
         &good.replace("kind: Ingress", "kind: Ingress\n  : : ["),
     );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        s.logs().contains("keeping the last good version"),
-        "{}",
-        s.logs()
-    );
+    let logs = s.logs_when(|l| l.contains("keeping the last good version"));
+    assert!(logs.contains("keeping the last good version"), "{logs}");
     for _ in 0..20 {
         assert_eq!(s.get("good.example", "/").backend(), Some("alpha"));
     }
@@ -652,7 +648,10 @@ fn worker_shutdown_timeout_cuts_what_is_left_and_sigint_exits_at_once() {
     let mut s = Sluice::start(&[("t.yaml", &manifests("60s"))], &args);
     let request = long_request(&s);
     s.signal("TERM");
-    std::thread::sleep(Duration::from_millis(1000));
+    // Past the point where an idle process would exit: the listeners are closed and
+    // sluice is waiting for the request in flight.
+    let logs = s.logs_when(|l| l.contains("waiting for requests in flight"));
+    assert!(logs.contains("waiting for requests in flight"), "{logs}");
     assert!(
         s.wait_exit(Duration::ZERO).is_none(),
         "exited with a request in flight"
@@ -719,20 +718,38 @@ fn the_manifests_dir_settles_after_a_change() {
     );
     m += &alpha.manifests("alpha");
     let s = Sluice::start(&[("a.yaml", &m)], &[]);
-    let publishes = |s: &Sluice| s.logs().matches("published routing table").count();
+    let publishes = |l: &str| l.matches("published routing table").count();
+    let unchanged = |l: &str| l.matches("no change, nothing published").count();
+    let before = publishes(&s.logs());
     support::write_atomic(s.dir.path(), "a.yaml", &m.replace("a.example", "b.example"));
     s.wait_for("b.example", "/", Duration::from_secs(5), |r| {
         r.status == 200
     });
-    // Reading the files must not count as a change (that reloaded forever once).
-    std::thread::sleep(Duration::from_millis(500));
-    let settled = publishes(&s);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(publishes(&s), settled, "still reloading:\n{}", s.logs());
-    // Rewriting a file with the same content publishes nothing either.
+    // Rewriting a file with the same content re-reads it and publishes nothing; the
+    // "no change" line is the signal that it has been looked at.
     support::write_atomic(s.dir.path(), "a.yaml", &m.replace("a.example", "b.example"));
+    let logs = s.logs_when(|l| unchanged(l) >= 1);
+    assert_eq!(unchanged(&logs), 1, "{logs}");
+    // A real change in another file then goes live with exactly one more publish.
+    let c = support::ingress(
+        "c",
+        "2024-01-01T00:00:00Z",
+        Some("c.example"),
+        &[("Prefix", "/", "alpha")],
+    );
+    support::write_atomic(s.dir.path(), "c.yaml", &c);
+    s.wait_for("c.example", "/", Duration::from_secs(5), |r| {
+        r.status == 200
+    });
+    let logs = s.logs_when(|l| publishes(l) >= before + 2);
+    assert_eq!(publishes(&logs), before + 2, "{logs}");
+    // sluice's own reads must not count as changes (that re-read forever once). Nothing
+    // signals "no further event", so this one check is a quiet window: 500 ms is twelve
+    // 40 ms debounce periods, in which such a loop re-reads about twelve times.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(publishes(&s), settled, "{}", s.logs());
+    let logs = s.logs();
+    assert_eq!(publishes(&logs), before + 2, "{logs}");
+    assert_eq!(unchanged(&logs), 1, "still re-reading:\n{logs}");
 }
 
 #[test]

@@ -557,7 +557,9 @@ pub fn load_and_publish(dir: &mut ManifestDir, sink: &SnapshotSink) -> std::io::
         debug!(file = %file.display(), object = %id, "ignoring a kind sluice does not consume");
     }
     if !loaded.changed && dir.sent {
-        // Nothing to do (an editor touched a file without changing it).
+        // An editor touched a file without changing it. Said at info so an operator
+        // whose edit did nothing can see why (and tests have a signal to wait on).
+        info!(dir = %dir.root().display(), "manifests re-read: no change, nothing published");
         return Ok(());
     }
     // A receiver that has gone ends the process's rebuilds anyway; nothing to report.

@@ -218,6 +218,19 @@ impl Sluice {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The controller log once `done` holds for it, or after 10 s whatever is there,
+    /// for the caller's assertion to show.
+    pub fn logs_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.logs();
+            if done(&log) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Access log (stdout) so far.
     pub fn access_logs(&self) -> String {
         std::fs::read_to_string(&self.access_log).unwrap_or_default()
