@@ -152,17 +152,19 @@ fn build(connect_timeout: Duration) -> Result<HttpClient> {
 /// Sends a bodiless request and reads its answer within `limits`.
 pub async fn send(request: Request, limits: Limits) -> Result<Response> {
     let client = client(limits.connect)?;
-    let target = request
-        .uri
-        .authority()
-        .map_or_else(|| request.uri.to_string(), |a| a.to_string());
+    // For errors only: a refcounted clone, formatted when something fails.
+    let uri = request.uri.clone();
+    let target = move || {
+        uri.authority()
+            .map_or_else(|| uri.to_string(), |a| a.to_string())
+    };
     let mut req = http::Request::new(Empty::<Bytes>::new());
     *req.method_mut() = request.method;
     *req.uri_mut() = request.uri;
     *req.headers_mut() = request.headers;
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| Error::Request {
-            target: target.clone(),
+            target: target(),
             detail: error_chain(&e),
         })?;
         let (parts, body) = resp.into_parts();
@@ -175,7 +177,7 @@ pub async fn send(request: Request, limits: Limits) -> Result<Response> {
                 .collect()
                 .await
                 .map_err(|e| Error::Body {
-                    target: target.clone(),
+                    target: target(),
                     detail: error_chain(&*e),
                 })?
                 .to_bytes(),
@@ -189,7 +191,7 @@ pub async fn send(request: Request, limits: Limits) -> Result<Response> {
     match tokio::time::timeout(limits.total, exchange).await {
         Ok(r) => r,
         Err(_) => Err(Error::Timeout {
-            target,
+            target: target(),
             deadline: limits.total,
         }),
     }

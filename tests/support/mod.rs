@@ -101,6 +101,18 @@ pub struct Sluice {
     access_log: PathBuf,
 }
 
+/// `read()` once `done` holds for it, polled every 20 ms; after 10 s whatever is there.
+fn read_when(read: impl Fn() -> String, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = read();
+        if done(&text) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Sluice {
     /// Writes `files` into a new manifests directory and starts sluice over it,
     /// returning once `/readyz` answers 200.
@@ -221,14 +233,7 @@ impl Sluice {
     /// The controller log once `done` holds for it, or after 10 s whatever is there,
     /// for the caller's assertion to show.
     pub fn logs_when(&self, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.logs();
-            if done(&log) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        read_when(|| self.logs(), done)
     }
 
     /// Access log (stdout) so far.
@@ -240,14 +245,7 @@ impl Sluice {
     /// src/proxy/logwriter.rs), so a line can land a little after its response. Gives
     /// up after 10 s and returns what is there, for the caller's assertion to show.
     pub fn access_logs_when(&self, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.access_logs();
-            if done(&log) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        read_when(|| self.access_logs(), done)
     }
 
     pub fn url(&self, path: &str) -> String {
